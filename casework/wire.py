@@ -1,0 +1,465 @@
+"""Wire format v1: case events as JSON, validated into `CaseEvent`.
+
+The agent and the server both read and write events through this module only,
+so one set of rules and one set of error messages holds on both sides. The
+rules are those of the design document's "Events (wire format v1)" table;
+docs/wire-format.md lists them with an example of each event type.
+
+Reading:
+
+    parse_event(obj)          one decoded JSON object -> CaseEvent
+    parse_json_line(text)     one line of JSON text -> CaseEvent
+    iter_json_lines(lines)    a JSON Lines file -> (line number, CaseEvent | EventError)
+    parse_batch(body, ctype)  an ingest body (JSON array or JSON Lines) -> [CaseEvent | EventError]
+
+Writing:
+
+    to_wire(event)            CaseEvent -> JSON-ready dict
+    dumps_line(event)         CaseEvent -> one compact JSON line (no newline)
+
+Every rule violation is an `EventError` naming the first offending field in
+the order of the table (event_id, seq, case_id, department, item, type, at,
+promised_days, legal_days, reason, days, step, handler, step_days, result),
+whatever order the keys arrived in. Types are strict: ``"5"`` is not an
+integer and ``true`` is not one either. ``null`` on an optional field means
+the field is absent. Unknown fields are kept in `CaseEvent.extra` and
+otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, cast
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError, from_json
+
+from casework.errors import EventError
+from casework.events import EVENT_TYPES, RESULTS, SUSPEND_REASONS, CaseEvent, EventType
+
+__all__ = [
+    "NDJSON_MEDIA_TYPES",
+    "NOT_RFC3339",
+    "NO_OFFSET",
+    "WireEvent",
+    "dumps_line",
+    "iter_json_lines",
+    "parse_batch",
+    "parse_event",
+    "parse_json_line",
+    "to_wire",
+]
+
+#: Reason given for a timestamp without a UTC offset.
+NO_OFFSET: Final = "timestamp has no UTC offset; write e.g. 2024-03-01T09:30:00+08:00"
+#: Reason given for a string that is not an RFC 3339 date-time at all.
+NOT_RFC3339: Final = "is not an RFC 3339 timestamp; write e.g. 2024-03-01T09:30:00+08:00"
+
+#: Content types under which `parse_batch` reads a body as JSON Lines whatever it starts with.
+NDJSON_MEDIA_TYPES: Final[frozenset[str]] = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+# A date-time, the offset optional so that a missing offset gets its own reason;
+# seconds optional only so that "09:30" without an offset is still called naive.
+_AT_PATTERN: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(?:\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?"
+)
+_FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
+_BOM: Final = "\ufeff"
+_BOM_BYTES: Final = b"\xef\xbb\xbf"
+
+# Type-specific fields: the event types each may appear on, the types that
+# require it, and the fixed set its value must come from.
+_ALLOWED_ON: Final[dict[str, tuple[str, ...]]] = {
+    "promised_days": ("accepted",),
+    "legal_days": ("accepted",),
+    "reason": ("suspended",),
+    "days": ("suspended", "extended"),
+    "step": ("step",),
+    "handler": ("step",),
+    "step_days": ("step",),
+    "result": ("completed",),
+}
+_REQUIRED_ON: Final[dict[str, tuple[str, ...]]] = {
+    "reason": ("suspended",),
+    "days": ("suspended", "extended"),
+    "step": ("step",),
+}
+_CHOICES: Final[dict[str, tuple[str, ...]]] = {"reason": SUSPEND_REASONS, "result": RESULTS}
+_CHOICE_PROBLEM: Final[dict[str, str]] = {
+    "reason": "is not a suspension reason",
+    "result": "is not a completion result",
+}
+
+
+def _kind(value: object) -> str:
+    """The JSON name of a value's type, for 'must be X, not Y' reasons."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return " and ".join(repr(n) for n in names)
+
+
+def _parse_at(value: object) -> datetime:
+    """Validate `at`: an RFC 3339 date-time string with an offset -> aware datetime."""
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "wire",
+            "must be an RFC 3339 timestamp string such as 2024-03-01T09:30:00+08:00, not "
+            + _kind(value),
+        )
+    match = _AT_PATTERN.fullmatch(value)
+    if match is None:
+        raise PydanticCustomError("wire", NOT_RFC3339)
+    if match.group(2) is None:
+        raise PydanticCustomError("wire", NO_OFFSET)
+    if match.group(1) is None:
+        raise PydanticCustomError("wire", NOT_RFC3339)
+    try:
+        # RFC 3339 allows lower-case 't' and 'z'; fromisoformat does not.
+        return datetime.fromisoformat(value.upper())
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "wire", "is not a valid date and time: {error}", {"error": str(exc)}
+        ) from exc
+
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Name = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class WireEvent(BaseModel):
+    """One wire-format v1 event, validated (strict types, fields in table order).
+
+    Field order is the order errors are looked for, so the first offending
+    field is always the same one for the same input. Type-specific fields are
+    checked against `type`: a field required on a type and missing is
+    rejected, and so is a field present on a type it does not belong to.
+    Unknown fields land in `model_extra`.
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    event_id: Id
+    seq: Positive | None = None
+    case_id: Id
+    department: Name
+    item: Name
+    type: str
+    at: Annotated[datetime, PlainValidator(_parse_at)]
+    promised_days: Count | None = Field(default=None, validate_default=True)
+    legal_days: Count | None = Field(default=None, validate_default=True)
+    reason: str | None = Field(default=None, validate_default=True)
+    days: Positive | None = Field(default=None, validate_default=True)
+    step: Name | None = Field(default=None, validate_default=True)
+    handler: str | None = Field(default=None, validate_default=True)
+    step_days: Count | None = Field(default=None, validate_default=True)
+    result: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in EVENT_TYPES:
+            raise PydanticCustomError("wire", "is not an event type", {"choices": EVENT_TYPES})
+        return value
+
+    @field_validator(*_ALLOWED_ON)
+    @classmethod
+    def _fits_type(cls, value: object, info: ValidationInfo) -> object:
+        kind = info.data.get("type")
+        if kind is None:  # `type` itself was wrong; that is the error reported
+            return value
+        name = cast(str, info.field_name)
+        if value is None:
+            if kind in _REQUIRED_ON.get(name, ()):
+                raise PydanticCustomError("wire", f"is required on {kind!r} events")
+            return value
+        allowed = _ALLOWED_ON[name]
+        if kind not in allowed:
+            raise PydanticCustomError(
+                "wire", f"is only allowed on {_quoted(allowed)} events, not on {kind!r}"
+            )
+        choices = _CHOICES.get(name)
+        if choices is not None and value not in choices:
+            raise PydanticCustomError("wire", _CHOICE_PROBLEM[name], {"choices": choices})
+        return value
+
+
+def _error(details: ErrorDetails, source: str, line: int | None) -> EventError:
+    """Translate pydantic's first error into an EventError with esup's wording."""
+    loc = details["loc"]
+    field = str(loc[0]) if loc else ""
+    code = details["type"]
+    value: object = details.get("input")
+    ctx = details.get("ctx") or {}
+    choices: tuple[str, ...] | None = None
+    if code == "missing":
+        problem, value = "is required", None
+    elif code == "string_type":
+        problem = f"must be a string, not {_kind(value)}"
+    elif code == "int_type":
+        problem = f"must be an integer, not {_kind(value)}"
+    elif code == "greater_than_equal":
+        problem = f"must be at least {ctx['ge']}"
+    elif code == "string_too_short":
+        problem = "must not be empty"
+    elif code == "string_too_long":
+        problem = f"must be at most {ctx['max_length']} characters long"
+    elif code == "model_type":
+        problem, value = f"an event must be a JSON object, not {_kind(value)}", None
+    elif code == "json_invalid":
+        problem, value = f"malformed JSON: {ctx['error']}", None
+    elif code == "invalid_key":
+        problem, field, value = "field names must be strings", "", loc[0] if loc else None
+    elif code == "string_unicode":
+        problem, value = "text is not valid UTF-8", None
+    elif code == "wire":
+        problem, choices = details["msg"], ctx.get("choices")
+    else:  # a pydantic check esup has no wording for yet; keep pydantic's
+        problem = details["msg"]
+    return EventError(problem, field=field, value=value, source=source, line=line, choices=choices)
+
+
+def _first_error(exc: ValidationError, source: str, line: int | None) -> EventError:
+    return _error(exc.errors(include_url=False)[0], source, line)
+
+
+def _event(wire: WireEvent) -> CaseEvent:
+    return CaseEvent(
+        event_id=wire.event_id,
+        case_id=wire.case_id,
+        department=wire.department,
+        item=wire.item,
+        type=cast(EventType, wire.type),
+        at=wire.at,
+        seq=wire.seq,
+        promised_days=wire.promised_days,
+        legal_days=wire.legal_days,
+        reason=wire.reason,
+        days=wire.days,
+        step=wire.step,
+        handler=wire.handler,
+        step_days=wire.step_days,
+        result=wire.result,
+        extra=wire.model_extra or {},
+    )
+
+
+def parse_event(obj: object, *, source: str = "", line: int | None = None) -> CaseEvent:
+    """Validate one decoded JSON value (normally a dict) into a `CaseEvent`.
+
+    `source` and `line` only label the error. Raises `EventError` for the
+    first offending field in table order, with its value and, for fixed sets
+    (type, reason, result), the valid choices. Unknown keys go to `extra`.
+    """
+    try:
+        wire = WireEvent.model_validate(obj)
+    except ValidationError as exc:
+        raise _first_error(exc, source, line) from None
+    return _event(wire)
+
+
+def parse_json_line(text: str | bytes, *, source: str = "", line: int | None = None) -> CaseEvent:
+    """Parse one line of JSON text (str, or UTF-8 bytes) holding one event object.
+
+    The same rules as `parse_event`; malformed JSON, a blank line and a JSON
+    value that is not an object are `EventError`s with an empty `field`.
+    Surrounding whitespace and a trailing newline are fine; a byte-order mark
+    is not (`iter_json_lines` strips one on the first line of a file).
+    """
+    try:
+        wire = WireEvent.model_validate_json(text)
+    except ValidationError as exc:
+        if not text.strip():
+            raise EventError(
+                "line is blank; expected one JSON object", source=source, line=line
+            ) from None
+        raise _first_error(exc, source, line) from None
+    return _event(wire)
+
+
+def iter_json_lines(
+    lines: Iterable[str], *, source: str
+) -> Iterator[tuple[int, CaseEvent | EventError]]:
+    """Read JSON Lines: yield (1-based line number, event or the error for that line).
+
+    Blank lines are skipped but counted. A UTF-8 byte-order mark at the start
+    of the first line is ignored. A bad line yields its `EventError` and the
+    iteration goes on, so the good lines after it still come through.
+    """
+    for number, text in enumerate(lines, start=1):
+        if number == 1 and text.startswith(_BOM):
+            text = text[1:]
+        if not text or text.isspace():
+            continue
+        try:
+            yield number, parse_json_line(text, source=source, line=number)
+        except EventError as exc:
+            yield number, exc
+
+
+def _media_type(content_type: str | None) -> str:
+    if not content_type:
+        return ""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def _lines_of(body: bytes, source: str) -> list[CaseEvent | EventError]:
+    results: list[CaseEvent | EventError] = []
+    for number, chunk in enumerate(body.split(b"\n"), start=1):
+        if not chunk or chunk.isspace():
+            continue
+        try:
+            results.append(parse_json_line(chunk, source=source, line=number))
+        except EventError as exc:
+            results.append(exc)
+    return results
+
+
+def _items_of(values: list[Any], source: str) -> list[CaseEvent | EventError]:
+    results: list[CaseEvent | EventError] = []
+    for index, value in enumerate(values):
+        try:
+            results.append(parse_event(value, source=f"{source}[{index}]"))
+        except EventError as exc:
+            results.append(exc)
+    return results
+
+
+def parse_batch(
+    body: bytes, content_type: str | None, *, source: str = "batch"
+) -> list[CaseEvent | EventError]:
+    """Parse an ingest body into one result per event, in body order.
+
+    The format is decided thus (gzip is the HTTP layer's business):
+
+    - a JSON Lines content type (`NDJSON_MEDIA_TYPES`): JSON Lines;
+    - otherwise a body whose first non-space byte is ``[``: a JSON array of
+      event objects; errors are labelled ``batch[i]`` (0-based index);
+    - otherwise ``{``: JSON Lines, errors labelled with 1-based line numbers;
+      under ``application/json`` a body that is one (pretty-printed) JSON
+      object is taken as that one event.
+
+    A leading UTF-8 byte-order mark is ignored; blank lines are skipped; an
+    empty body is an empty list. A bad event is an `EventError` in its place
+    and does not stop the others. Raises `EventError` for the whole body
+    when it is neither: an unreadable JSON array, or a body starting with
+    anything but ``[`` or ``{``.
+    """
+    body = body.removeprefix(_BOM_BYTES)
+    media = _media_type(content_type)
+    if media in NDJSON_MEDIA_TYPES:
+        return _lines_of(body, source)
+    first = _FIRST_BYTE.search(body)
+    if first is None:
+        return []
+    head = body[first.start() : first.start() + 1]
+    if head == b"[":
+        try:
+            values = from_json(body)
+        except ValueError as exc:
+            raise EventError(f"body is not a readable JSON array: {exc}", source=source) from None
+        # A complete JSON document that starts with "[" is an array.
+        return _items_of(values, source)
+    if head != b"{":
+        shown = body[first.start() : first.start() + 20].decode("utf-8", "replace")
+        raise EventError(
+            "body is neither a JSON array of events nor JSON Lines with one event object"
+            f" per line; it starts with {shown!r}",
+            source=source,
+        )
+    if media == "application/json":
+        try:
+            whole = from_json(body)
+        except ValueError:
+            pass  # several objects: JSON Lines sent as application/json
+        else:
+            try:
+                return [parse_event(whole, source=source)]
+            except EventError as exc:
+                return [exc]
+    return _lines_of(body, source)
+
+
+_OPTIONAL: Final[tuple[str, ...]] = (
+    "promised_days",
+    "legal_days",
+    "reason",
+    "days",
+    "step",
+    "handler",
+    "step_days",
+    "result",
+)
+_FIELDS: Final[frozenset[str]] = frozenset(WireEvent.model_fields)
+
+
+def _format_at(at: datetime) -> str:
+    offset = at.utcoffset()
+    if offset is None:  # CaseEvent refuses naive times; this guards hand-made objects
+        raise EventError(NO_OFFSET, field="at", value=at.isoformat())
+    if offset % timedelta(minutes=1):
+        # RFC 3339 offsets are whole minutes; say the same instant in UTC.
+        at = at.astimezone(UTC)
+    return at.isoformat()
+
+
+def to_wire(event: CaseEvent) -> dict[str, object]:
+    """The JSON-ready dict of `event`: the inverse of `parse_event`.
+
+    Fields that are None are left out; `at` is RFC 3339 with its own offset
+    (an offset with seconds, which RFC 3339 cannot say, becomes UTC); keys of
+    `extra` follow, except those that name a wire field. For every valid
+    event ``parse_event(to_wire(e)) == e``. Raises `EventError` when `at` is
+    naive.
+    """
+    out: dict[str, object] = {"event_id": event.event_id}
+    if event.seq is not None:
+        out["seq"] = event.seq
+    out["case_id"] = event.case_id
+    out["department"] = event.department
+    out["item"] = event.item
+    out["type"] = event.type
+    out["at"] = _format_at(event.at)
+    for name in _OPTIONAL:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value
+    for key, value in event.extra.items():
+        if key not in _FIELDS:
+            out[key] = value
+    return out
+
+
+def dumps_line(event: CaseEvent) -> str:
+    """One compact JSON line for `event` (UTF-8 text kept as is, no trailing newline)."""
+    return json.dumps(to_wire(event), ensure_ascii=False, separators=(",", ":"))
