@@ -1,0 +1,1 @@
+"""esup: the umbrella command (`esup config check`, `esup explain`, ...)."""
