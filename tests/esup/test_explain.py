@@ -207,3 +207,21 @@ def test_broken_config_exits_2(tmp_path: Path, config_dir: Path) -> None:
     code, _, err = explain(tmp_path, config_dir, [ACCEPTED], "--at", "2018-10-20T00:00:00+08:00")
     assert code == 2
     assert "Mars/Olympus" in err
+
+
+def test_every_key_of_the_document_is_documented(tmp_path: Path, config_dir: Path) -> None:
+    lines = [
+        ACCEPTED,
+        line("a2", "suspended", "2018-10-17T10:00:00+08:00", reason="testing", days=2),
+        line("a3", "extended", "2018-10-18T10:00:00+08:00", days=2),
+        line("a4", "completed", "2018-10-30T10:00:00+08:00", result="approved"),
+    ]
+    code, out, _ = explain(
+        tmp_path, config_dir, lines, "--at", "2018-11-01T00:00:00+08:00", "--json"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    text = (Path(__file__).parents[2] / "docs" / "explain.md").read_text(encoding="utf-8")
+    keys = set(doc) | set(doc["limits"]) | set(doc["suspensions"][0]) | set(doc["days"][0])
+    missing = sorted(k for k in keys if f"`{k}`" not in text)
+    assert missing == []
