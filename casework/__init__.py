@@ -2,5 +2,5 @@
 
 Wire-format events, the Chinese working-day calendar, the case clock and its
 levels, and the deployment's configuration (departments, catalog, calendar).
-Nothing here does I/O except `config.load_config`, which reads YAML files.
+Nothing here does I/O except `configfiles.load_config`, which reads YAML files.
 """

@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
-from casework.config import CATEGORIES, Deployment, load_config
+from casework.config import CATEGORIES, Deployment
+from casework.configfiles import load_config
 from casework.errors import ConfigErrors
 
 #: Exit status when the configuration has problems (argparse uses 2 for usage errors too).

@@ -27,7 +27,8 @@ from rich.table import Table
 
 from casework.calendar import WorkCalendar
 from casework.clock import CaseClock, Clock, Limits
-from casework.config import Deployment, UnknownCodeError, load_config
+from casework.config import Deployment, UnknownCodeError
+from casework.configfiles import load_config
 from casework.errors import ConfigErrors, EsupError, EventError
 from casework.events import CaseEvent
 from casework.wire import iter_json_lines

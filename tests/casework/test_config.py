@@ -25,8 +25,8 @@ from casework.config import (
     SubItem,
     UnknownCodeError,
     YearDays,
-    load_config,
 )
+from casework.configfiles import load_config
 from casework.errors import ConfigError, ConfigErrors, EsupError
 
 ROOT = Path(__file__).resolve().parents[2]
