@@ -393,8 +393,10 @@ class Clock:
 
         # 4. Working-day index ranges [lo, hi) the suspensions exclude, in order.
         ranges: list[tuple[int, int, int]] = []
+        firsts: list[int] = []
         for n, (s_ts, r_ts, e) in enumerate(susps):
             lo = cum[day(s_ts) - base]
+            firsts.append(lo)
             cap = e.days or 0
             if r_ts != _NEVER:
                 cap = min(cap, cum[day(r_ts) - base] - lo)
@@ -403,22 +405,12 @@ class Clock:
 
         warn = limits.warn_days
 
-        def thresholds(n_p: int, n_l: int) -> tuple[int, int, float, float, float]:
-            """Due dates, and the instants of warning, yellow and red, for these limits."""
-            due_p = _kth(wd, b, ranges, n_p) if n_p > 0 else day_a
-            due_l = _kth(wd, b, ranges, n_l) if n_l > 0 else day_a
-            red = midnight(due_l + 1)
-            yellow = midnight(due_p + 1)
-            if yellow > red:
-                yellow = red
-            k = n_p - warn
-            warning = midnight(_kth(wd, b, ranges, k)) if k > 0 else acc_ts
-            return (due_p, due_l, warning if warning < yellow else yellow, yellow, red)
-
         # 5. Cards, segment by segment: only extensions move the thresholds in time.
         cards: list[tuple[str, float]] = []
         n_p, n_l = promised, legal
-        due_p, due_l, warning, yellow, red = thresholds(n_p, n_l)
+        due_p, due_l, warning, yellow, red = _thresholds(
+            wd, b, ranges, day_a, acc_ts, midnight, warn, n_p, n_l
+        )
         if not exts:
             # A card needs the case open at its instant, and the instant reached.
             if warning < close_ts and warning <= now:
@@ -434,7 +426,9 @@ class Clock:
                 if j:
                     n_p += exts[j - 1][1]
                     n_l += exts[j - 1][1]
-                    due_p, due_l, warning, yellow, red = thresholds(n_p, n_l)
+                    due_p, due_l, warning, yellow, red = _thresholds(
+                        wd, b, ranges, day_a, acc_ts, midnight, warn, n_p, n_l
+                    )
                 seg_start, seg_end = bounds[j], bounds[j + 1]
                 th = (warning, yellow, red)
                 while reached < 3:
@@ -456,7 +450,10 @@ class Clock:
             result._cards = tuple(cards)
 
         # 6. Special procedures and their own levels.
-        procedures = [self._suspension(s, now, close_ts) for s in susps] if susps else []
+        procedures = [
+            self._suspension(s_ts, r_ts, e, first, now, close_ts)
+            for (s_ts, r_ts, e), first in zip(susps, firsts, strict=True)
+        ]
         if procedures:
             result.suspensions = tuple(p for p, _ in procedures)
             result._ranges = tuple(ranges)
@@ -523,32 +520,32 @@ class Clock:
             result.anomalies = tuple(anomalies)
         return result
 
-    def _procedure_ts(self, day_s: int, days: int, s_ts: float) -> tuple[float, float, float]:
-        midnight = self._zone.midnight
-        wd = self.calendar.workday_ordinals
-        first = self.calendar.cum[day_s - self.calendar.base]  # first working day after S
-        yellow = midnight(wd[first + days - 1] + 1)
-        red = midnight(wd[first + days] + 1)
-        k = days - self.procedure_warn_days
-        warning = midnight(wd[first + k - 1]) if k > 0 else s_ts
-        return (warning, yellow, red)
-
     def _suspension(
-        self, s: tuple[float, float, CaseEvent], now: float, close_ts: float
+        self, s_ts: float, r_ts: float, e: CaseEvent, first: int, now: float, close_ts: float
     ) -> tuple[Suspension, tuple[float, float, float]]:
-        """The procedure as of `now`, and the instants of its warning, yellow and red."""
-        s_ts, r_ts, e = s
+        """The procedure as of `now`, and the instants of its warning, yellow and red.
+
+        `first` is the window index of the first working day after it started.
+        """
         zone = self._zone
+        midnight = zone.midnight
         cal = self.calendar
+        wd = cal.workday_ordinals
         days = e.days or 0
-        day_s = zone.day(s_ts)
-        stop = min(r_ts, close_ts)
-        th = self._procedure_ts(day_s, days, s_ts) if days else (_NEVER, _NEVER, _NEVER)
+        if days:
+            k = days - self.procedure_warn_days
+            th = (
+                midnight(wd[first + k - 1]) if k > 0 else s_ts,
+                midnight(wd[first + days - 1] + 1),
+                midnight(wd[first + days] + 1),
+            )
+        else:
+            th = (_NEVER, _NEVER, _NEVER)
+        stop = r_ts if r_ts < close_ts else close_ts  # the procedure ran until then
         flags = tuple(
             (level, t) for level, t in zip(CARD_LEVELS, th, strict=True) if t < stop and t <= now
         )
-        cum, base = cal.cum, cal.base
-        elapsed = cum[zone.day(min(stop, now)) - base] - cum[day_s - base]
+        elapsed = cal.cum[zone.day(stop if stop < now else now) - cal.base] - first
         procedure = Suspension(
             e.reason or "other",
             days,
@@ -560,6 +557,33 @@ class Clock:
             zone.tz,
         )
         return procedure, th
+
+
+def _thresholds(
+    wd: array[int],
+    b: int,
+    ranges: list[tuple[int, int, int]],
+    day_a: int,
+    acc_ts: float,
+    midnight: Callable[[int], float],
+    warn: int,
+    n_p: int,
+    n_l: int,
+) -> tuple[int, int, float, float, float]:
+    """Due dates, and the instants of warning, yellow and red, for limits of n_p and n_l."""
+    if ranges:
+        due_p = _kth(wd, b, ranges, n_p) if n_p > 0 else day_a
+        due_l = _kth(wd, b, ranges, n_l) if n_l > 0 else day_a
+    else:
+        due_p = wd[b + n_p - 1] if n_p > 0 else day_a
+        due_l = wd[b + n_l - 1] if n_l > 0 else day_a
+    red = midnight(due_l + 1)
+    yellow = midnight(due_p + 1)
+    if yellow > red:
+        yellow = red
+    k = n_p - warn  # warning from acceptance when the whole limit is within the window
+    warning = midnight(_kth(wd, b, ranges, k)) if k > 0 else acc_ts
+    return (due_p, due_l, warning if warning < yellow else yellow, yellow, red)
 
 
 def _kth(wd: array[int], b: int, ranges: list[tuple[int, int, int]], k: int) -> int:
