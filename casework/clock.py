@@ -148,6 +148,11 @@ class _Zone:
             self.midnight = lambda ordinal: datetime.combine(
                 date.fromordinal(ordinal), datetime.min.time(), tz
             ).timestamp()
+        #: midnights[i]: the instant local day `base + i` begins, for every day of the
+        #: calendar's window and the one after it (a deadline is the next midnight).
+        self.base = calendar.base
+        span = calendar.last_day.toordinal() - calendar.base + 2
+        self.midnights = array("d", (self.midnight(self.base + i) for i in range(span)))
 
     def instant(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.tz)
@@ -320,52 +325,26 @@ class Clock:
         zone = self._zone
         cal = self.calendar
         result = CaseClock(zone, at)
-        anomalies: list[Anomaly] = []
 
-        # 1. Order, deduplicate, and drop what has not happened yet.
-        timeline = _timeline(events, now, anomalies)
-
-        # 2. Walk the case's life.
-        acc_ts = close_ts = _NEVER
-        accepted: CaseEvent | None = None
-        outcome: str | None = None
-        open_susp: CaseEvent | None = None
-        susps: list[tuple[float, float, CaseEvent]] = []  # (start ts, resume ts or inf, event)
-        exts: list[tuple[float, int]] = []
-        for ts, _, event_id, e in timeline:
-            kind = e.type
-            if accepted is None:
-                if kind == "accepted":
-                    accepted, acc_ts = e, ts
-                else:
-                    anomalies.append(Anomaly(event_id, f"{kind} before the case was accepted"))
-            elif outcome is not None:
-                anomalies.append(Anomaly(event_id, f"{kind} after the case was {outcome}"))
-            elif kind == "completed" or kind == "withdrawn":
-                close_ts, outcome = ts, kind
-            elif kind == "suspended":
-                if open_susp is not None:
-                    anomalies.append(Anomaly(event_id, "suspended while already suspended"))
-                else:
-                    open_susp = e
-            elif kind == "resumed":
-                if open_susp is None:
-                    anomalies.append(Anomaly(event_id, "resumed without an open suspension"))
-                else:
-                    susps.append((open_susp.ts, ts, open_susp))
-                    open_susp = None
-            elif kind == "extended":
-                exts.append((ts, e.days or 0))
-            elif kind == "accepted":
-                anomalies.append(Anomaly(event_id, "accepted again; the first acceptance counts"))
-        if accepted is None:
-            if not timeline:
-                anomalies.append(Anomaly("", f"no event at or before {at.isoformat()}"))
-            result.anomalies = tuple(anomalies)
-            return result
-        if open_susp is not None:
-            # A case closed during a special procedure ends the procedure with it.
-            susps.append((open_susp.ts, close_ts, open_susp))
+        # 1-2. The case's life as known at `now`: most cases are an acceptance and
+        #      perhaps its close, read directly; anything else is walked in order.
+        plain = _plain(events, now)
+        if plain is not None:
+            accepted, close_ts, outcome = plain
+            acc_ts = accepted.ts
+            open_susp = None
+            susps: list[tuple[float, float, CaseEvent]] = []
+            exts: list[tuple[float, int]] = []
+            anomalies: list[Anomaly] = []
+        else:
+            walked, close_ts, outcome, open_susp, susps, exts, anomalies = _walk(events, now)
+            if walked is None:
+                if not anomalies:
+                    anomalies.append(Anomaly("", f"no event at or before {at.isoformat()}"))
+                result.anomalies = tuple(anomalies)
+                return result
+            accepted = walked
+            acc_ts = accepted.ts
 
         # 3. Limits and the acceptance date. Every later date is on or after A, so one
         #    check of A against the window's start guards every array look-up below;
@@ -382,7 +361,7 @@ class Clock:
             )
             legal = promised
         day = zone.day
-        midnight = zone.midnight
+        mids = zone.midnights
         cum = cal.cum
         wd = cal.workday_ordinals
         base = cal.base
@@ -394,7 +373,7 @@ class Clock:
         # 4. Working-day index ranges [lo, hi) the suspensions exclude, in order.
         ranges: list[tuple[int, int, int]] = []
         firsts: list[int] = []
-        for n, (s_ts, r_ts, e) in enumerate(susps):
+        for n, (s_ts, r_ts, e) in enumerate(susps) if susps else ():
             lo = cum[day(s_ts) - base]
             firsts.append(lo)
             cap = e.days or 0
@@ -409,7 +388,7 @@ class Clock:
         cards: list[tuple[str, float]] = []
         n_p, n_l = promised, legal
         due_p, due_l, warning, yellow, red = _thresholds(
-            wd, b, ranges, day_a, acc_ts, midnight, warn, n_p, n_l
+            wd, b, ranges, day_a, acc_ts, mids, base, warn, n_p, n_l
         )
         if not exts:
             # A card needs the case open at its instant, and the instant reached.
@@ -427,7 +406,7 @@ class Clock:
                     n_p += exts[j - 1][1]
                     n_l += exts[j - 1][1]
                     due_p, due_l, warning, yellow, red = _thresholds(
-                        wd, b, ranges, day_a, acc_ts, midnight, warn, n_p, n_l
+                        wd, b, ranges, day_a, acc_ts, mids, base, warn, n_p, n_l
                     )
                 seg_start, seg_end = bounds[j], bounds[j + 1]
                 th = (warning, yellow, red)
@@ -450,10 +429,14 @@ class Clock:
             result._cards = tuple(cards)
 
         # 6. Special procedures and their own levels.
-        procedures = [
-            self._suspension(s_ts, r_ts, e, first, now, close_ts)
-            for (s_ts, r_ts, e), first in zip(susps, firsts, strict=True)
-        ]
+        procedures = (
+            [
+                self._suspension(s_ts, r_ts, e, first, now, close_ts)
+                for (s_ts, r_ts, e), first in zip(susps, firsts, strict=True)
+            ]
+            if susps
+            else ()
+        )
         if procedures:
             result.suspensions = tuple(p for p, _ in procedures)
             result._ranges = tuple(ranges)
@@ -528,24 +511,32 @@ class Clock:
         `first` is the window index of the first working day after it started.
         """
         zone = self._zone
-        midnight = zone.midnight
+        mids = zone.midnights
         cal = self.calendar
         wd = cal.workday_ordinals
+        base = cal.base
         days = e.days or 0
         if days:
             k = days - self.procedure_warn_days
             th = (
-                midnight(wd[first + k - 1]) if k > 0 else s_ts,
-                midnight(wd[first + days - 1] + 1),
-                midnight(wd[first + days] + 1),
+                mids[wd[first + k - 1] - base] if k > 0 else s_ts,
+                mids[wd[first + days - 1] + 1 - base],
+                mids[wd[first + days] + 1 - base],
             )
         else:
             th = (_NEVER, _NEVER, _NEVER)
         stop = r_ts if r_ts < close_ts else close_ts  # the procedure ran until then
-        flags = tuple(
-            (level, t) for level, t in zip(CARD_LEVELS, th, strict=True) if t < stop and t <= now
-        )
-        elapsed = cal.cum[zone.day(stop if stop < now else now) - cal.base] - first
+        if now < stop:
+            stop = now
+        flags: tuple[tuple[str, float], ...] = ()
+        warning, yellow, red = th
+        if warning <= stop and warning < r_ts and warning < close_ts:
+            flags = (("warning", warning),)
+            if yellow <= stop and yellow < r_ts and yellow < close_ts:
+                flags += (("yellow", yellow),)
+                if red <= stop and red < r_ts and red < close_ts:
+                    flags += (("red", red),)
+        elapsed = cal.cum[zone.day(stop) - cal.base] - first
         procedure = Suspension(
             e.reason or "other",
             days,
@@ -559,13 +550,93 @@ class Clock:
         return procedure, th
 
 
+_Life = tuple[
+    CaseEvent | None,
+    float,
+    str | None,
+    CaseEvent | None,
+    list[tuple[float, float, CaseEvent]],
+    list[tuple[float, int]],
+    list[Anomaly],
+]
+
+
+def _plain(events: list[CaseEvent], now: float) -> tuple[CaseEvent, float, str | None] | None:
+    """(acceptance, close instant, outcome) of a case that is just an acceptance and
+    perhaps its close, in that order, as known at `now`; None for anything else."""
+    if len(events) > 2:
+        return None
+    a = events[0]
+    if a.type != "accepted" or a.ts > now:
+        return None
+    if len(events) == 1:
+        return (a, _NEVER, None)
+    c = events[1]
+    kind = c.type
+    if (kind != "completed" and kind != "withdrawn") or c.ts < a.ts or c.event_id == a.event_id:
+        return None
+    if c.ts > now:
+        return (a, _NEVER, None)
+    return (a, c.ts, kind)
+
+
+def _walk(events: list[CaseEvent], now: float) -> _Life:
+    """Walk the case's events known at `now` in canonical order.
+
+    Returns the acceptance (None if there is none), the close instant and
+    outcome, the suspension still open, the suspensions (start, end or inf,
+    event), the extensions (instant, days) and the anomalies met.
+    """
+    anomalies: list[Anomaly] = []
+    timeline = _timeline(events, now, anomalies)
+    if not timeline:
+        return (None, _NEVER, None, None, [], [], anomalies)
+    close_ts = _NEVER
+    accepted: CaseEvent | None = None
+    outcome: str | None = None
+    open_susp: CaseEvent | None = None
+    susps: list[tuple[float, float, CaseEvent]] = []  # (start ts, resume ts or inf, event)
+    exts: list[tuple[float, int]] = []
+    for ts, _, event_id, e in timeline:
+        kind = e.type
+        if accepted is None:
+            if kind == "accepted":
+                accepted = e
+            else:
+                anomalies.append(Anomaly(event_id, f"{kind} before the case was accepted"))
+        elif outcome is not None:
+            anomalies.append(Anomaly(event_id, f"{kind} after the case was {outcome}"))
+        elif kind == "completed" or kind == "withdrawn":
+            close_ts, outcome = ts, kind
+        elif kind == "suspended":
+            if open_susp is not None:
+                anomalies.append(Anomaly(event_id, "suspended while already suspended"))
+            else:
+                open_susp = e
+        elif kind == "resumed":
+            if open_susp is None:
+                anomalies.append(Anomaly(event_id, "resumed without an open suspension"))
+            else:
+                susps.append((open_susp.ts, ts, open_susp))
+                open_susp = None
+        elif kind == "extended":
+            exts.append((ts, e.days or 0))
+        elif kind == "accepted":
+            anomalies.append(Anomaly(event_id, "accepted again; the first acceptance counts"))
+    if accepted is not None and open_susp is not None:
+        # A case closed during a special procedure ends the procedure with it.
+        susps.append((open_susp.ts, close_ts, open_susp))
+    return (accepted, close_ts, outcome, open_susp, susps, exts, anomalies)
+
+
 def _thresholds(
     wd: array[int],
     b: int,
     ranges: list[tuple[int, int, int]],
     day_a: int,
     acc_ts: float,
-    midnight: Callable[[int], float],
+    mids: array[float],
+    base: int,
     warn: int,
     n_p: int,
     n_l: int,
@@ -577,12 +648,12 @@ def _thresholds(
     else:
         due_p = wd[b + n_p - 1] if n_p > 0 else day_a
         due_l = wd[b + n_l - 1] if n_l > 0 else day_a
-    red = midnight(due_l + 1)
-    yellow = midnight(due_p + 1)
+    red = mids[due_l + 1 - base]
+    yellow = mids[due_p + 1 - base]
     if yellow > red:
         yellow = red
     k = n_p - warn  # warning from acceptance when the whole limit is within the window
-    warning = midnight(_kth(wd, b, ranges, k)) if k > 0 else acc_ts
+    warning = mids[_kth(wd, b, ranges, k) - base] if k > 0 else acc_ts
     return (due_p, due_l, warning if warning < yellow else yellow, yellow, red)
 
 
