@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
+from casework.calendar import WorkCalendar
 from casework.config import CATEGORIES, Deployment
 from casework.configfiles import load_config
 from casework.errors import ConfigErrors
@@ -70,7 +71,19 @@ def run_check(
         return EXIT_INVALID
     print("OK", file=out)
     print(textwrap.fill(summary(deployment), width=88, break_on_hyphens=False), file=out)
+    print(coverage(WorkCalendar.from_config(deployment.calendar)), file=out)
     return 0
+
+
+def coverage(calendar: WorkCalendar) -> str:
+    """Through which year holidays are known, and what happens after it."""
+    last = calendar.last_covered_year
+    if last is None:
+        return "Calendar: no year's holidays are known; every date counts as Monday-Friday."
+    return (
+        f"Calendar: holidays known through {last}; dates from {last + 1} count as "
+        "Monday-Friday until that year is added to calendar.yaml."
+    )
 
 
 def summary(deployment: Deployment) -> str:

@@ -28,9 +28,23 @@ def test_shipped_config_is_ok(capsys: pytest.CaptureFixture[str]) -> None:
         "5 petition categories",
         "2 instruction kinds",
         "no calendar years configured",
+        "holidays known through 2026; dates from 2027 count as Monday-Friday",
     ):
         assert fact in summary
     assert err == ""
+
+
+def test_a_configured_year_extends_the_calendar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "config"
+    shutil.copytree(SHIPPED, copy)
+    (copy / "calendar.yaml").write_text(
+        "years:\n  2027:\n    source: 国务院办公厅通知\n    holidays: [2027-01-01]\n",
+        encoding="utf-8",
+    )
+    assert main(["config", "check", str(copy)]) == 0
+    assert "holidays known through 2027; dates from 2028" in capsys.readouterr().out
 
 
 def test_directory_defaults_to_config(
