@@ -562,22 +562,33 @@ _Life = tuple[
 
 
 def _plain(events: list[CaseEvent], now: float) -> tuple[CaseEvent, float, str | None] | None:
-    """(acceptance, close instant, outcome) of a case that is just an acceptance and
-    perhaps its close, in that order, as known at `now`; None for anything else."""
+    """(acceptance, close instant, outcome) of a case whose known events are one
+    acceptance, workflow steps between it and its close, and perhaps the close,
+    with unique event ids; None for anything else, which `_walk` then reads."""
+    accepted = close = None
+    for e in events:
+        kind = e.type
+        if kind == "step" or e.ts > now:
+            continue
+        if kind == "accepted" and accepted is None:
+            accepted = e
+        elif (kind == "completed" or kind == "withdrawn") and close is None:
+            close = e
+        else:
+            return None
+    if accepted is None:
+        return None
+    start = accepted.ts
+    end = _NEVER if close is None else close.ts
+    if end < start:
+        return None
     if len(events) > 2:
+        for e in events:
+            if e.type == "step" and (e.ts < start or end < e.ts <= now):
+                return None
+    if len(events) > 1 and len({e.event_id for e in events}) != len(events):
         return None
-    a = events[0]
-    if a.type != "accepted" or a.ts > now:
-        return None
-    if len(events) == 1:
-        return (a, _NEVER, None)
-    c = events[1]
-    kind = c.type
-    if (kind != "completed" and kind != "withdrawn") or c.ts < a.ts or c.event_id == a.event_id:
-        return None
-    if c.ts > now:
-        return (a, _NEVER, None)
-    return (a, c.ts, kind)
+    return (accepted, end, None if close is None else close.type)
 
 
 def _walk(events: list[CaseEvent], now: float) -> _Life:

@@ -220,6 +220,21 @@ class TestContradictions:
         assert r.state == "closed"
         assert [a.problem for a in r.anomalies] == ["suspended after the case was completed"]
 
+    def test_steps_before_acceptance_or_after_close(self) -> None:
+        case = (
+            Case("2018-10-15 10:00")
+            ._add("step", "2018-10-15 09:00", step="收件")
+            ._add("step", "2018-10-16 10:00", step="审查")
+            .complete("2018-10-17 10:00")
+            ._add("step", "2018-10-18 10:00", step="归档")
+        )
+        r = case.at("2018-10-20", P7L10)
+        assert (r.state, r.timeliness, r.days_used) == ("closed", "early", 2)
+        assert [a.problem for a in r.anomalies] == [
+            "step before the case was accepted",
+            "step after the case was completed",
+        ]
+
     def test_suspended_twice_and_accepted_twice(self) -> None:
         case = (
             Case("2018-10-15 10:00")
