@@ -229,10 +229,6 @@ class WorkCalendar:
             return start
         return self.nth_working_ordinal(self.count_ordinal(start) + n - 1)
 
-    def working_days_in_year(self, year: int) -> int:
-        """How many working days `year` has (a quick sanity figure for operators)."""
-        return self.working_days_between(date(year - 1, 12, 31), date(year, 12, 31))
-
     def _index(self, ordinal: int) -> int:
         i = ordinal - self.base
         if i < 0 or i >= len(self.cum):

@@ -32,235 +32,42 @@ proleptic Gregorian ordinals; the result converts them to `datetime` and
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, tzinfo
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from casework.calendar import WorkCalendar
+from casework.caselife import plain_life, walk_life
+from casework.casestate import (
+    CARD_LEVELS,
+    LEVELS,
+    NEVER,
+    TIMELINESS,
+    Anomaly,
+    Card,
+    CaseClock,
+    Limits,
+    Suspension,
+)
 from casework.errors import CalendarRangeError
-from casework.events import TYPE_RANK, CaseEvent
+from casework.events import CaseEvent
+from casework.localtime import LocalTime
 
 if TYPE_CHECKING:
     from casework.config import Deployment
 
-#: Levels of an open case, lowest first (`suspended` stands apart).
-LEVELS: Final[tuple[str, ...]] = ("normal", "warning", "yellow", "red")
-CARD_LEVELS: Final[tuple[str, ...]] = ("warning", "yellow", "red")
-#: How a completed case closed.
-TIMELINESS: Final[tuple[str, ...]] = ("immediate", "early", "on_time", "late")
-
-_EPOCH_ORDINAL: Final[int] = date(1970, 1, 1).toordinal()
-_DAY: Final[int] = 86400
-_NEVER: Final[float] = float("inf")
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """An item's time limits in working days, as the clock uses them."""
-
-    promised_days: int
-    legal_days: int
-    warn_days: int = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Card:
-    """A level reached at an instant: a case card, or a special procedure's flag."""
-
-    level: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """An event the clock could not use as it stands, and why."""
-
-    event_id: str
-    problem: str
-
-
-class Suspension(NamedTuple):
-    """A special procedure (特别程序): the clock stops for at most `days` working days.
-
-    `excluded_days` is how many working days it took off the case's clock as of
-    the evaluation instant; `level` its own level then (for a finished one, the
-    highest it reached); `flags` when it reached warning, yellow and red.
-    Instants are kept as timestamps and become datetimes on access.
-    """
-
-    reason: str
-    days: int
-    started_ts: float
-    resumed_ts: float | None
-    excluded_days: int
-    level: str
-    flag_ts: tuple[tuple[str, float], ...]
-    tz: tzinfo
-
-    @property
-    def is_open(self) -> bool:
-        return self.resumed_ts is None
-
-    @property
-    def started_at(self) -> datetime:
-        return datetime.fromtimestamp(self.started_ts, self.tz)
-
-    @property
-    def resumed_at(self) -> datetime | None:
-        """When the procedure ended: its `resumed` event, or the case's close."""
-        return None if self.resumed_ts is None else datetime.fromtimestamp(self.resumed_ts, self.tz)
-
-    @property
-    def flags(self) -> tuple[Card, ...]:
-        return tuple(Card(level, datetime.fromtimestamp(t, self.tz)) for level, t in self.flag_ts)
-
-
-class _Zone:
-    """Local dates and midnights of one time zone, as plain functions for the hot path.
-
-    A zone whose UTC offset never changes inside the calendar's window (such as
-    Asia/Shanghai since 1991) gets pure arithmetic; any other goes through zoneinfo.
-    """
-
-    def __init__(self, tz: tzinfo, calendar: WorkCalendar) -> None:
-        self.tz = tz
-        offsets = {
-            tz.utcoffset(datetime(y, m, 1))
-            for y in range(calendar.first_day.year, calendar.last_day.year + 1)
-            for m in (1, 4, 7, 10)
-        }
-        self.day: Callable[[float], int]
-        self.midnight: Callable[[int], float]
-        if len(offsets) == 1 and (offset := offsets.pop()) is not None:
-            off = int(offset.total_seconds())
-
-            def day(ts: float) -> int:
-                return int((ts + off) // _DAY) + _EPOCH_ORDINAL
-
-            def midnight(ordinal: int) -> float:
-                return float((ordinal - _EPOCH_ORDINAL) * _DAY - off)
-
-            self.day, self.midnight = day, midnight
-        else:
-            self.day = lambda ts: datetime.fromtimestamp(ts, tz).date().toordinal()
-            self.midnight = lambda ordinal: datetime.combine(
-                date.fromordinal(ordinal), datetime.min.time(), tz
-            ).timestamp()
-        #: midnights[i]: the instant local day `base + i` begins, for every day of the
-        #: calendar's window and the one after it (a deadline is the next midnight).
-        self.base = calendar.base
-        span = calendar.last_day.toordinal() - calendar.base + 2
-        self.midnights = array("d", (self.midnight(self.base + i) for i in range(span)))
-
-    def instant(self, ts: float) -> datetime:
-        return datetime.fromtimestamp(ts, self.tz)
-
-
-class CaseClock:
-    """The clock of one case at one instant (`Clock.evaluate`'s result).
-
-    Fields holding instants and dates are computed on access from the stored
-    timestamps and ordinals. `state` is ``open``, ``closed`` or ``invalid``
-    (no acceptance known at the instant: every other field is then empty).
-    """
-
-    # Class-level defaults: `evaluate` sets only what a case has, which keeps it cheap.
-    state: str = "invalid"
-    level: str = ""
-    promised_days: int = 0
-    legal_days: int = 0
-    extended_days: int = 0
-    warn_days: int = 0
-    remaining_days: int = 0
-    overdue_days: int = 0
-    days_used: int | None = None
-    outcome: str | None = None
-    timeliness: str | None = None
-    suspensions: tuple[Suspension, ...] = ()
-    uncovered_years: tuple[int, ...] = ()
-    anomalies: tuple[Anomaly, ...] = ()
-    _accepted: float = _NEVER
-    _closed: float = _NEVER
-    _promised_due: int = 0
-    _legal_due: int = 0
-    _next: float = _NEVER
-    _cards: tuple[tuple[str, float], ...] = ()
-    _extensions: tuple[tuple[float, int], ...] = ()
-    _ranges: tuple[tuple[int, int, int], ...] = ()
-
-    def __init__(self, zone: _Zone, at: datetime) -> None:
-        self._zone = zone
-        self.at = at
-
-    @property
-    def accepted_at(self) -> datetime | None:
-        return None if self._accepted == _NEVER else self._zone.instant(self._accepted)
-
-    @property
-    def closed_at(self) -> datetime | None:
-        return None if self._closed == _NEVER else self._zone.instant(self._closed)
-
-    @property
-    def promised_due(self) -> date | None:
-        """Local date the promised limit runs out (the case is on time if closed that day)."""
-        return date.fromordinal(self._promised_due) if self._promised_due else None
-
-    @property
-    def legal_due(self) -> date | None:
-        return date.fromordinal(self._legal_due) if self._legal_due else None
-
-    @property
-    def promised_deadline(self) -> datetime | None:
-        """End of the promised due date: the instant the case turns yellow."""
-        if not self._promised_due:
-            return None
-        return self._zone.instant(self._zone.midnight(self._promised_due + 1))
-
-    @property
-    def legal_deadline(self) -> datetime | None:
-        """End of the legal due date: the instant the case turns red."""
-        if not self._legal_due:
-            return None
-        return self._zone.instant(self._zone.midnight(self._legal_due + 1))
-
-    @property
-    def cards(self) -> tuple[Card, ...]:
-        """Cards issued by the evaluation instant, in the order they were reached."""
-        return tuple(Card(level, self._zone.instant(ts)) for level, ts in self._cards)
-
-    @property
-    def extensions(self) -> tuple[tuple[datetime, int], ...]:
-        """(instant, working days added) of every extension known at `at`."""
-        return tuple((self._zone.instant(ts), days) for ts, days in self._extensions)
-
-    def excluded_dates(self, calendar: WorkCalendar) -> dict[date, int]:
-        """The working days special procedures took off the clock -> index in `suspensions`.
-
-        For an open procedure these include the future days its requested days
-        will take, as the due dates assume.
-        """
-        return {
-            date.fromordinal(calendar.workday_ordinals[i]): s
-            for lo, hi, s in self._ranges
-            for i in range(lo, hi)
-        }
-
-    @property
-    def card(self) -> str | None:
-        """The highest card issued, if any."""
-        return self._cards[-1][0] if self._cards else None
-
-    @property
-    def next_change(self) -> datetime | None:
-        """The next instant after `at` at which the level or a card changes, if one is due."""
-        return None if self._next == _NEVER else self._zone.instant(self._next)
-
-    @property
-    def next_change_ts(self) -> float | None:
-        """`next_change` as a POSIX timestamp, for schedulers."""
-        return None if self._next == _NEVER else self._next
+__all__ = [
+    "CARD_LEVELS",
+    "LEVELS",
+    "TIMELINESS",
+    "Anomaly",
+    "Card",
+    "CaseClock",
+    "Clock",
+    "Limits",
+    "Suspension",
+]
 
 
 class Clock:
@@ -280,7 +87,7 @@ class Clock:
         self.calendar = calendar
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.procedure_warn_days = procedure_warn_days
-        self._zone = _Zone(self.tz, calendar)
+        self._zone = LocalTime(self.tz, calendar)
 
     @classmethod
     def for_deployment(cls, deployment: Deployment) -> Clock:
@@ -328,7 +135,7 @@ class Clock:
 
         # 1-2. The case's life as known at `now`: most cases are an acceptance and
         #      perhaps its close, read directly; anything else is walked in order.
-        plain = _plain(events, now)
+        plain = plain_life(events, now)
         if plain is not None:
             accepted, close_ts, outcome = plain
             acc_ts = accepted.ts
@@ -337,7 +144,7 @@ class Clock:
             exts: list[tuple[float, int]] = []
             anomalies: list[Anomaly] = []
         else:
-            walked, close_ts, outcome, open_susp, susps, exts, anomalies = _walk(events, now)
+            walked, close_ts, outcome, open_susp, susps, exts, anomalies = walk_life(events, now)
             if walked is None:
                 if not anomalies:
                     anomalies.append(Anomaly("", f"no event at or before {at.isoformat()}"))
@@ -377,7 +184,7 @@ class Clock:
             lo = cum[day(s_ts) - base]
             firsts.append(lo)
             cap = e.days or 0
-            if r_ts != _NEVER:
+            if r_ts != NEVER:
                 cap = min(cap, cum[day(r_ts) - base] - lo)
             if cap > 0:
                 ranges.append((lo, lo + cap, n))
@@ -399,7 +206,7 @@ class Clock:
                     if red < close_ts and red <= now:
                         cards.append(("red", red))
         else:
-            bounds = [acc_ts] + [ts for ts, _ in exts] + [_NEVER]
+            bounds = [acc_ts] + [ts for ts, _ in exts] + [NEVER]
             reached = 0
             for j in range(len(exts) + 1):
                 if j:
@@ -486,7 +293,7 @@ class Clock:
             elif now < red:
                 nxt = red
             else:
-                nxt = _NEVER
+                nxt = NEVER
             for p, p_th in procedures:
                 if p.is_open:
                     for t in p_th:
@@ -524,7 +331,7 @@ class Clock:
                 mids[wd[first + days] + 1 - base],
             )
         else:
-            th = (_NEVER, _NEVER, _NEVER)
+            th = (NEVER, NEVER, NEVER)
         stop = r_ts if r_ts < close_ts else close_ts  # the procedure ran until then
         if now < stop:
             stop = now
@@ -541,103 +348,13 @@ class Clock:
             e.reason or "other",
             days,
             s_ts,
-            None if r_ts == _NEVER else r_ts,
+            None if r_ts == NEVER else r_ts,
             max(0, min(days, elapsed)),
             flags[-1][0] if flags else "normal",
             flags,
             zone.tz,
         )
         return procedure, th
-
-
-_Life = tuple[
-    CaseEvent | None,
-    float,
-    str | None,
-    CaseEvent | None,
-    list[tuple[float, float, CaseEvent]],
-    list[tuple[float, int]],
-    list[Anomaly],
-]
-
-
-def _plain(events: list[CaseEvent], now: float) -> tuple[CaseEvent, float, str | None] | None:
-    """(acceptance, close instant, outcome) of a case whose known events are one
-    acceptance, workflow steps between it and its close, and perhaps the close,
-    with unique event ids; None for anything else, which `_walk` then reads."""
-    accepted = close = None
-    for e in events:
-        kind = e.type
-        if kind == "step" or e.ts > now:
-            continue
-        if kind == "accepted" and accepted is None:
-            accepted = e
-        elif (kind == "completed" or kind == "withdrawn") and close is None:
-            close = e
-        else:
-            return None
-    if accepted is None:
-        return None
-    start = accepted.ts
-    end = _NEVER if close is None else close.ts
-    if end < start:
-        return None
-    if len(events) > 2:
-        for e in events:
-            if e.type == "step" and (e.ts < start or end < e.ts <= now):
-                return None
-    if len(events) > 1 and len({e.event_id for e in events}) != len(events):
-        return None
-    return (accepted, end, None if close is None else close.type)
-
-
-def _walk(events: list[CaseEvent], now: float) -> _Life:
-    """Walk the case's events known at `now` in canonical order.
-
-    Returns the acceptance (None if there is none), the close instant and
-    outcome, the suspension still open, the suspensions (start, end or inf,
-    event), the extensions (instant, days) and the anomalies met.
-    """
-    anomalies: list[Anomaly] = []
-    timeline = _timeline(events, now, anomalies)
-    if not timeline:
-        return (None, _NEVER, None, None, [], [], anomalies)
-    close_ts = _NEVER
-    accepted: CaseEvent | None = None
-    outcome: str | None = None
-    open_susp: CaseEvent | None = None
-    susps: list[tuple[float, float, CaseEvent]] = []  # (start ts, resume ts or inf, event)
-    exts: list[tuple[float, int]] = []
-    for ts, _, event_id, e in timeline:
-        kind = e.type
-        if accepted is None:
-            if kind == "accepted":
-                accepted = e
-            else:
-                anomalies.append(Anomaly(event_id, f"{kind} before the case was accepted"))
-        elif outcome is not None:
-            anomalies.append(Anomaly(event_id, f"{kind} after the case was {outcome}"))
-        elif kind == "completed" or kind == "withdrawn":
-            close_ts, outcome = ts, kind
-        elif kind == "suspended":
-            if open_susp is not None:
-                anomalies.append(Anomaly(event_id, "suspended while already suspended"))
-            else:
-                open_susp = e
-        elif kind == "resumed":
-            if open_susp is None:
-                anomalies.append(Anomaly(event_id, "resumed without an open suspension"))
-            else:
-                susps.append((open_susp.ts, ts, open_susp))
-                open_susp = None
-        elif kind == "extended":
-            exts.append((ts, e.days or 0))
-        elif kind == "accepted":
-            anomalies.append(Anomaly(event_id, "accepted again; the first acceptance counts"))
-    if accepted is not None and open_susp is not None:
-        # A case closed during a special procedure ends the procedure with it.
-        susps.append((open_susp.ts, close_ts, open_susp))
-    return (accepted, close_ts, outcome, open_susp, susps, exts, anomalies)
 
 
 def _thresholds(
@@ -676,34 +393,3 @@ def _kth(wd: array[int], b: int, ranges: list[tuple[int, int, int]], k: int) -> 
             break
         idx += hi - lo
     return wd[idx]
-
-
-def _timeline(
-    events: list[CaseEvent], now: float, anomalies: list[Anomaly]
-) -> list[tuple[float, int, str, CaseEvent]]:
-    """The events known at `now`, one per event_id, in canonical order.
-
-    Canonical order: instant, then type (wire table order), then event_id. Of
-    two different events under one event_id the first in canonical order wins,
-    whatever order they arrived in, and the conflict is reported.
-    """
-    rank = TYPE_RANK
-    timeline = [(e.ts, rank[e.type], e.event_id, e) for e in events if e.ts <= now]
-    if len({entry[2] for entry in timeline}) != len(timeline):
-        seen: dict[str, tuple[float, int, str, CaseEvent]] = {}
-        conflicts: set[str] = set()
-        for entry in timeline:
-            prior = seen.get(entry[2])
-            if prior is None:
-                seen[entry[2]] = entry
-            elif prior[3] != entry[3]:
-                conflicts.add(entry[2])
-                if (entry[0], entry[1], repr(entry[3])) < (prior[0], prior[1], repr(prior[3])):
-                    seen[entry[2]] = entry
-        timeline = list(seen.values())
-        anomalies.extend(
-            Anomaly(event_id, "same event_id with different content; kept one")
-            for event_id in sorted(conflicts)
-        )
-    timeline.sort()  # event_ids are unique now, so the events themselves are never compared
-    return timeline
