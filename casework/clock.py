@@ -108,8 +108,7 @@ class Clock:
         try:
             return self._evaluate(events, limits, at, at.timestamp())
         except IndexError as exc:  # a working-day index past the window's end
-            cal = self.calendar
-            raise CalendarRangeError("a due date", cal.first_day, cal.last_day) from exc
+            raise self._beyond_window(events) from exc
 
     def evaluate_many(
         self, cases: Iterable[tuple[list[CaseEvent], Limits]], at: datetime
@@ -117,12 +116,17 @@ class Clock:
         """`evaluate` for many cases at one instant (a scheduler's sweep, a recompute)."""
         now = at.timestamp()
         evaluate = self._evaluate
-        try:
-            for events, limits in cases:
-                yield evaluate(events, limits, at, now)
-        except IndexError as exc:
-            cal = self.calendar
-            raise CalendarRangeError("a due date", cal.first_day, cal.last_day) from exc
+        for events, limits in cases:
+            try:
+                result = evaluate(events, limits, at, now)
+            except IndexError as exc:
+                raise self._beyond_window(events) from exc
+            yield result
+
+    def _beyond_window(self, events: list[CaseEvent]) -> CalendarRangeError:
+        case = f"{events[0].department}/{events[0].case_id}" if events else "?"
+        cal = self.calendar
+        return CalendarRangeError(f"A date of case {case}", cal.first_day, cal.last_day)
 
     def _evaluate(
         self, events: list[CaseEvent], limits: Limits, at: datetime, now: float

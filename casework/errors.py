@@ -106,6 +106,6 @@ class CalendarRangeError(EsupError, ValueError):
     def __init__(self, day: Any, first: Any, last: Any) -> None:
         self.day = day
         super().__init__(
-            f"Date {day} is outside the working-day calendar's window {first} .. {last}; "
+            f"{day} is outside the working-day calendar's window {first} .. {last}; "
             "widen window (first_year, last_year) in calendar.yaml."
         )

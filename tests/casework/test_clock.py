@@ -9,6 +9,7 @@ from casebuilder import TZ, Case, local, package_calendar
 
 from casework.calendar import WorkCalendar, YearRule
 from casework.clock import Clock, Limits
+from casework.errors import CalendarRangeError
 
 P7L10 = Limits(promised_days=7, legal_days=10, warn_days=2)
 
@@ -288,3 +289,13 @@ def test_timezone_other_than_shanghai() -> None:
     assert r.promised_due == date(2018, 10, 24)
     assert r.level == "normal"
     assert r.at.tzinfo is TZ
+
+
+def test_a_due_date_past_the_calendar_window_is_a_clear_error() -> None:
+    case = Case("2099-12-21 10:00")
+    with pytest.raises(CalendarRangeError, match=r"zrzy/2018-XK-0001 is outside .* widen window"):
+        case.at("2099-12-22", Limits(10, 20))
+    clock = Clock(package_calendar())
+    sweep = clock.evaluate_many([(case.events, Limits(10, 20))], local("2099-12-22"))
+    with pytest.raises(CalendarRangeError, match="outside"):
+        list(sweep)
