@@ -27,11 +27,18 @@ def plain_life(events: list[CaseEvent], now: float) -> tuple[CaseEvent, float, s
     acceptance, workflow steps between it and its close, and perhaps the close,
     with unique event ids; None for anything else, which `walk_life` then reads."""
     accepted = close = None
+    first_step, last_step = NEVER, -NEVER
     for e in events:
-        kind = e.type
-        if kind == "step" or e.ts > now:
+        ts = e.ts
+        if ts > now:
             continue
-        if kind == "accepted" and accepted is None:
+        kind = e.type
+        if kind == "step":
+            if ts < first_step:
+                first_step = ts
+            if ts > last_step:
+                last_step = ts
+        elif kind == "accepted" and accepted is None:
             accepted = e
         elif (kind == "completed" or kind == "withdrawn") and close is None:
             close = e
@@ -41,13 +48,10 @@ def plain_life(events: list[CaseEvent], now: float) -> tuple[CaseEvent, float, s
         return None
     start = accepted.ts
     end = NEVER if close is None else close.ts
-    if end < start:
-        return None
-    if len(events) > 2:
-        for e in events:
-            if e.type == "step" and (e.ts < start or end < e.ts <= now):
-                return None
-    if len(events) > 1 and len({e.event_id for e in events}) != len(events):
+    if end < start or first_step < start or last_step > end:
+        return None  # out of order: a step before acceptance or after the close
+    n = len(events)
+    if n > 1 and len({e.event_id for e in events}) != n:
         return None
     return (accepted, end, None if close is None else close.type)
 

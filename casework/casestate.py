@@ -6,6 +6,7 @@ every field are in casework/clock.py and docs/design.md, "The case clock".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Final, NamedTuple
@@ -103,7 +104,6 @@ class CaseClock:
     days_used: int | None = None
     outcome: str | None = None
     timeliness: str | None = None
-    suspensions: tuple[Suspension, ...] = ()
     uncovered_years: tuple[int, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
     _accepted: float = NEVER
@@ -115,9 +115,20 @@ class CaseClock:
     _extensions: tuple[tuple[float, int], ...] = ()
     _ranges: tuple[tuple[int, int, int], ...] = ()
 
+    #: Builds `suspensions` on first access (most callers never read them).
+    _procedures: Callable[[], tuple[Suspension, ...]] | None = None
+    _suspensions: tuple[Suspension, ...] | None = None
+
     def __init__(self, zone: LocalTime, at: datetime) -> None:
         self._zone = zone
         self.at = at
+
+    @property
+    def suspensions(self) -> tuple[Suspension, ...]:
+        """The special procedures known at `at`, in order, each with its own level."""
+        if self._suspensions is None:
+            self._suspensions = self._procedures() if self._procedures is not None else ()
+        return self._suspensions
 
     @property
     def accepted_at(self) -> datetime | None:

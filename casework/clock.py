@@ -34,6 +34,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, tzinfo
+from functools import partial
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -52,7 +53,7 @@ from casework.casestate import (
 )
 from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
-from casework.localtime import LocalTime
+from casework.localtime import DAY_SECONDS, EPOCH_ORDINAL, LocalTime
 
 if TYPE_CHECKING:
     from casework.config import Deployment
@@ -176,7 +177,10 @@ class Clock:
         cum = cal.cum
         wd = cal.workday_ordinals
         base = cal.base
-        day_a = day(acc_ts)
+        off = zone.offset  # local dates by arithmetic where the zone allows it
+        day_a = (
+            int((acc_ts + off) // DAY_SECONDS) + EPOCH_ORDINAL if off is not None else day(acc_ts)
+        )
         if day_a < base:
             raise CalendarRangeError(date.fromordinal(day_a), cal.first_day, cal.last_day)
         b = cum[day_a - base]  # index of the first working day after A
@@ -239,22 +243,15 @@ class Clock:
         if cards:
             result._cards = tuple(cards)
 
-        # 6. Special procedures and their own levels.
-        procedures = (
-            [
-                self._suspension(s_ts, r_ts, e, first, now, close_ts)
-                for (s_ts, r_ts, e), first in zip(susps, firsts, strict=True)
-            ]
-            if susps
-            else ()
-        )
-        if procedures:
-            result.suspensions = tuple(p for p, _ in procedures)
+        # 6. Special procedures: their own levels are worked out when first read.
+        if susps:
+            result._procedures = partial(self._suspensions, susps, firsts, now, close_ts)
             result._ranges = tuple(ranges)
 
         # 7. Where the case stands at `at`. Counted days through a date D are the
         #    working days in (A, D] less those the procedures took.
-        day_end = day(close_ts if outcome is not None else now)
+        end = close_ts if outcome is not None else now
+        day_end = int((end + off) // DAY_SECONDS) + EPOCH_ORDINAL if off is not None else day(end)
         upto = cum[day_end - base]
         done = upto - b
         for lo, hi, _ in ranges:
@@ -298,11 +295,11 @@ class Clock:
                 nxt = red
             else:
                 nxt = NEVER
-            for p, p_th in procedures:
-                if p.is_open:
-                    for t in p_th:
-                        if now < t < nxt:
-                            nxt = t
+            if open_susp is not None:  # the open procedure's next level counts too
+                s_ts, _, e = susps[-1]
+                for t in self._procedure_thresholds(firsts[-1], e.days or 0, s_ts):
+                    if now < t < nxt:
+                        nxt = t
             result._next = nxt
 
         # 8. Whether any date that mattered lies in a year the calendar does not know.
@@ -314,28 +311,41 @@ class Clock:
             result.anomalies = tuple(anomalies)
         return result
 
+    def _suspensions(
+        self,
+        susps: list[tuple[float, float, CaseEvent]],
+        firsts: list[int],
+        now: float,
+        close_ts: float,
+    ) -> tuple[Suspension, ...]:
+        return tuple(
+            self._suspension(s_ts, r_ts, e, first, now, close_ts)
+            for (s_ts, r_ts, e), first in zip(susps, firsts, strict=True)
+        )
+
+    def _procedure_thresholds(self, first: int, days: int, s_ts: float) -> tuple[float, ...]:
+        """Instants a procedure reaches warning, yellow and red; `first` is the window
+        index of the first working day after it started."""
+        if not days:
+            return (NEVER, NEVER, NEVER)
+        mids = self._zone.midnights
+        wd = self.calendar.workday_ordinals
+        base = self.calendar.base
+        k = days - self.procedure_warn_days
+        return (
+            mids[wd[first + k - 1] - base] if k > 0 else s_ts,
+            mids[wd[first + days - 1] + 1 - base],
+            mids[wd[first + days] + 1 - base],
+        )
+
     def _suspension(
         self, s_ts: float, r_ts: float, e: CaseEvent, first: int, now: float, close_ts: float
-    ) -> tuple[Suspension, tuple[float, float, float]]:
-        """The procedure as of `now`, and the instants of its warning, yellow and red.
-
-        `first` is the window index of the first working day after it started.
-        """
+    ) -> Suspension:
+        """The procedure as of `now`."""
         zone = self._zone
-        mids = zone.midnights
         cal = self.calendar
-        wd = cal.workday_ordinals
-        base = cal.base
         days = e.days or 0
-        if days:
-            k = days - self.procedure_warn_days
-            th = (
-                mids[wd[first + k - 1] - base] if k > 0 else s_ts,
-                mids[wd[first + days - 1] + 1 - base],
-                mids[wd[first + days] + 1 - base],
-            )
-        else:
-            th = (NEVER, NEVER, NEVER)
+        th = self._procedure_thresholds(first, days, s_ts)
         stop = r_ts if r_ts < close_ts else close_ts  # the procedure ran until then
         if now < stop:
             stop = now
@@ -358,7 +368,7 @@ class Clock:
             flags,
             zone.tz,
         )
-        return procedure, th
+        return procedure
 
 
 def _thresholds(

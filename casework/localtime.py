@@ -27,10 +27,12 @@ class LocalTime:
             for y in range(calendar.first_day.year, calendar.last_day.year + 1)
             for m in (1, 4, 7, 10)
         }
+        #: The zone's fixed UTC offset in seconds, or None when it changes (then use `day`).
+        self.offset: int | None = None
         self.day: Callable[[float], int]
         self.midnight: Callable[[int], float]
         if len(offsets) == 1 and (offset := offsets.pop()) is not None:
-            off = int(offset.total_seconds())
+            off = self.offset = int(offset.total_seconds())
 
             def day(ts: float) -> int:
                 return int((ts + off) // DAY_SECONDS) + EPOCH_ORDINAL
