@@ -287,14 +287,19 @@ class Clock:
                 result.level = "warning"
             else:
                 result.level = "normal"
-            if now < warning:
-                nxt = warning
-            elif now < yellow:
-                nxt = yellow
-            elif now < red:
-                nxt = red
-            else:
+            if open_susp is None:
+                if now < warning:
+                    nxt = warning
+                elif now < yellow:
+                    nxt = yellow
+                else:
+                    nxt = red if now < red else NEVER
+            else:  # the level shows `suspended`: only a card not yet issued changes anything
                 nxt = NEVER
+                for t in (warning, yellow, red)[len(cards) :]:
+                    if now < t:
+                        nxt = t
+                        break
             if open_susp is not None:  # the open procedure's next level counts too
                 s_ts, _, e = susps[-1]
                 for t in self._procedure_thresholds(firsts[-1], e.days or 0, s_ts):

@@ -120,6 +120,19 @@ def test_open_special_procedure_has_its_own_levels() -> None:
     assert case.at("2024-03-06 12:00", limits).next_change == local("2024-03-07")
 
 
+def test_next_change_while_suspended_is_a_card_not_yet_issued() -> None:
+    # Promised 0: every card is issued on the first day; a later extension moves the
+    # case's thresholds, but while it shows `suspended` that changes nothing.
+    case = (
+        Case("2004-01-01 00:00")
+        .suspend("2004-01-01 00:00", days=1)
+        .extend("2004-01-05 23:59", days=2)
+    )
+    r = case.at("2004-01-06 00:00", Limits(0, 0, warn_days=0))
+    assert (r.level, [c.level for c in r.cards]) == ("suspended", ["warning", "yellow", "red"])
+    assert r.next_change is None
+
+
 def test_same_day_suspend_and_resume_excludes_nothing() -> None:
     plain = Case("2018-10-15 10:00").at("2018-10-16", P7L10)
     r = (
