@@ -1,7 +1,7 @@
 """Reading a case's life from its events: order, duplicates, contradictions.
 
 The clock asks two questions of a case's events known at an instant: is this
-the common plain case (an acceptance, workflow steps, perhaps the close), and
+a simple case whose events can be read in any order (`simple_life`), and
 otherwise what do they say in canonical order -- the acceptance, the close,
 the special procedures, the extensions, and the anomalies met on the way.
 """
@@ -22,38 +22,72 @@ Life = tuple[
 ]
 
 
-def plain_life(events: list[CaseEvent], now: float) -> tuple[CaseEvent, float, str | None] | None:
-    """(acceptance, close instant, outcome) of a case whose known events are one
-    acceptance, workflow steps between it and its close, and perhaps the close,
-    with unique event ids; None for anything else, which `walk_life` then reads."""
-    accepted = close = None
-    first_step, last_step = NEVER, -NEVER
+def simple_life(events: list[CaseEvent], now: float) -> Life | None:
+    """The life of a case read without ordering its events, when that is safe.
+
+    Safe means: the events known at `now` are one acceptance, perhaps one close,
+    and between them workflow steps, extensions and at most one special
+    procedure (a suspension, perhaps its resumption after it), all with unique
+    event ids. Then no anomaly is possible and the order of the events in the
+    list does not matter. Anything else returns None, and `walk_life` reads it.
+    """
+    accepted = close = suspended = resumed = None
+    exts: list[tuple[float, int]] | None = None
+    first, last = NEVER, -NEVER  # the earliest and latest event between the two ends
     for e in events:
         ts = e.ts
         if ts > now:
             continue
         kind = e.type
-        if kind == "step":
-            if ts < first_step:
-                first_step = ts
-            if ts > last_step:
-                last_step = ts
-        elif kind == "accepted" and accepted is None:
+        if kind == "accepted":
+            if accepted is not None:
+                return None
             accepted = e
-        elif (kind == "completed" or kind == "withdrawn") and close is None:
+            continue
+        if kind == "completed" or kind == "withdrawn":
+            if close is not None:
+                return None
             close = e
+            continue
+        if kind == "step":
+            pass
+        elif kind == "extended":
+            if exts is None:
+                exts = []
+            exts.append((ts, e.days or 0))
+        elif kind == "suspended" and suspended is None:
+            suspended = e
+        elif kind == "resumed" and resumed is None:
+            resumed = e
         else:
             return None
+        if ts < first:
+            first = ts
+        if ts > last:
+            last = ts
     if accepted is None:
         return None
     start = accepted.ts
     end = NEVER if close is None else close.ts
-    if end < start or first_step < start or last_step > end:
-        return None  # out of order: a step before acceptance or after the close
+    if end < start or first < start or last > end:
+        return None  # something before the acceptance or after the close
     n = len(events)
     if n > 1 and len({e.event_id for e in events}) != n:
         return None
-    return (accepted, end, None if close is None else close.type)
+    susps: list[tuple[float, float, CaseEvent]] = []
+    open_susp = None
+    if resumed is not None:
+        if suspended is None or resumed.ts < suspended.ts:
+            return None
+        susps.append((suspended.ts, resumed.ts, suspended))
+    elif suspended is not None:
+        open_susp = suspended  # still open; a close ends it
+        susps.append((suspended.ts, end, suspended))
+    if exts is None:
+        exts = []
+    elif len(exts) > 1:
+        return None  # several extensions: keep the canonical order of `walk_life`
+    return (accepted, end, None if close is None else close.type, open_susp, susps, exts, [])
 
 
 def walk_life(events: list[CaseEvent], now: float) -> Life:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from casework.calendar import WorkCalendar
-from casework.caselife import plain_life, walk_life
+from casework.caselife import simple_life, walk_life
 from casework.casestate import (
     CARD_LEVELS,
     LEVELS,
@@ -138,25 +138,17 @@ class Clock:
         cal = self.calendar
         result = CaseClock(zone, at)
 
-        # 1-2. The case's life as known at `now`: most cases are an acceptance and
-        #      perhaps its close, read directly; anything else is walked in order.
-        plain = plain_life(events, now)
-        if plain is not None:
-            accepted, close_ts, outcome = plain
-            acc_ts = accepted.ts
-            open_susp = None
-            susps: list[tuple[float, float, CaseEvent]] = []
-            exts: list[tuple[float, int]] = []
-            anomalies: list[Anomaly] = []
-        else:
-            walked, close_ts, outcome, open_susp, susps, exts, anomalies = walk_life(events, now)
-            if walked is None:
-                if not anomalies:
-                    anomalies.append(Anomaly("", f"no event at or before {at.isoformat()}"))
-                result.anomalies = tuple(anomalies)
-                return result
-            accepted = walked
-            acc_ts = accepted.ts
+        # 1-2. The case's life as known at `now`: most cases can be read in any
+        #      order; anything else is walked in canonical order.
+        life = simple_life(events, now) or walk_life(events, now)
+        walked, close_ts, outcome, open_susp, susps, exts, anomalies = life
+        if walked is None:
+            if not anomalies:
+                anomalies.append(Anomaly("", f"no event at or before {at.isoformat()}"))
+            result.anomalies = tuple(anomalies)
+            return result
+        accepted = walked
+        acc_ts = accepted.ts
 
         # 3. Limits and the acceptance date. Every later date is on or after A, so one
         #    check of A against the window's start guards every array look-up below;
@@ -300,7 +292,6 @@ class Clock:
                     if now < t:
                         nxt = t
                         break
-            if open_susp is not None:  # the open procedure's next level counts too
                 s_ts, _, e = susps[-1]
                 for t in self._procedure_thresholds(firsts[-1], e.days or 0, s_ts):
                     if now < t < nxt:
