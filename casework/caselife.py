@@ -34,7 +34,10 @@ def simple_life(events: list[CaseEvent], now: float) -> Life | None:
     accepted = close = suspended = resumed = None
     exts: list[tuple[float, int]] | None = None
     first, last = NEVER, -NEVER  # the earliest and latest event between the two ends
+    ids: set[str] = set()
+    see = ids.add  # every event_id, known yet or not, must be unique
     for e in events:
+        see(e.event_id)
         ts = e.ts
         if ts > now:
             continue
@@ -71,8 +74,7 @@ def simple_life(events: list[CaseEvent], now: float) -> Life | None:
     end = NEVER if close is None else close.ts
     if end < start or first < start or last > end:
         return None  # something before the acceptance or after the close
-    n = len(events)
-    if n > 1 and len({e.event_id for e in events}) != n:
+    if len(ids) != len(events):
         return None
     susps: list[tuple[float, float, CaseEvent]] = []
     open_susp = None

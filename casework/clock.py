@@ -192,38 +192,46 @@ class Clock:
         warn = limits.warn_days
 
         # 5. Cards, segment by segment: only extensions move the thresholds in time.
+        #    A card needs the case open at its instant, and the instant reached.
         cards: list[tuple[str, float]] = []
         n_p, n_l = promised, legal
-        due_p, due_l, warning, yellow, red = _thresholds(
-            wd, b, ranges, day_a, acc_ts, mids, base, warn, n_p, n_l
-        )
-        if not exts:
-            # A card needs the case open at its instant, and the instant reached.
-            if warning < close_ts and warning <= now:
-                cards.append(("warning", warning))
-                if yellow < close_ts and yellow <= now:
-                    cards.append(("yellow", yellow))
-                    if red < close_ts and red <= now:
-                        cards.append(("red", red))
-        else:
-            bounds = [acc_ts] + [ts for ts, _ in exts] + [NEVER]
-            reached = 0
-            for j in range(len(exts) + 1):
-                if j:
-                    n_p += exts[j - 1][1]
-                    n_l += exts[j - 1][1]
-                    due_p, due_l, warning, yellow, red = _thresholds(
-                        wd, b, ranges, day_a, acc_ts, mids, base, warn, n_p, n_l
-                    )
-                seg_start, seg_end = bounds[j], bounds[j + 1]
-                th = (warning, yellow, red)
-                while reached < 3:
-                    t = th[reached] if th[reached] > seg_start else seg_start
-                    if t < seg_end and t < close_ts and t <= now:
-                        cards.append((CARD_LEVELS[reached], t))
-                        reached += 1
-                    else:
-                        break
+        seg_start = acc_ts
+        reached = 0
+        j = 0
+        while True:
+            # Due dates are the n-th counted days; a deadline is the next midnight.
+            k = n_p - warn  # warning from acceptance when the whole limit is within it
+            if ranges:
+                due_p = _kth(wd, b, ranges, n_p) if n_p > 0 else day_a
+                due_l = _kth(wd, b, ranges, n_l) if n_l > 0 else day_a
+                warning = mids[_kth(wd, b, ranges, k) - base] if k > 0 else acc_ts
+            else:
+                due_p = wd[b + n_p - 1] if n_p > 0 else day_a
+                due_l = wd[b + n_l - 1] if n_l > 0 else day_a
+                warning = mids[wd[b + k - 1] - base] if k > 0 else acc_ts
+            red = mids[due_l + 1 - base]
+            yellow = mids[due_p + 1 - base]
+            if yellow > red:
+                yellow = red
+            if warning > yellow:
+                warning = yellow
+            seg_end = exts[j][0] if j < len(exts) else NEVER
+            while reached < 3:
+                t = (warning, yellow, red)[reached]
+                if t < seg_start:
+                    t = seg_start
+                if t < seg_end and t < close_ts and t <= now:
+                    cards.append((CARD_LEVELS[reached], t))
+                    reached += 1
+                else:
+                    break
+            if j == len(exts):
+                break
+            n_p += exts[j][1]
+            n_l += exts[j][1]
+            seg_start = seg_end
+            j += 1
+        if exts:
             result.extended_days = n_p - promised
             result._extensions = tuple(exts)
         result._accepted = acc_ts
@@ -365,34 +373,6 @@ class Clock:
             zone.tz,
         )
         return procedure
-
-
-def _thresholds(
-    wd: array[int],
-    b: int,
-    ranges: list[tuple[int, int, int]],
-    day_a: int,
-    acc_ts: float,
-    mids: array[float],
-    base: int,
-    warn: int,
-    n_p: int,
-    n_l: int,
-) -> tuple[int, int, float, float, float]:
-    """Due dates, and the instants of warning, yellow and red, for limits of n_p and n_l."""
-    if ranges:
-        due_p = _kth(wd, b, ranges, n_p) if n_p > 0 else day_a
-        due_l = _kth(wd, b, ranges, n_l) if n_l > 0 else day_a
-    else:
-        due_p = wd[b + n_p - 1] if n_p > 0 else day_a
-        due_l = wd[b + n_l - 1] if n_l > 0 else day_a
-    red = mids[due_l + 1 - base]
-    yellow = mids[due_p + 1 - base]
-    if yellow > red:
-        yellow = red
-    k = n_p - warn  # warning from acceptance when the whole limit is within the window
-    warning = mids[_kth(wd, b, ranges, k) - base] if k > 0 else acc_ts
-    return (due_p, due_l, warning if warning < yellow else yellow, yellow, red)
 
 
 def _kth(wd: array[int], b: int, ranges: list[tuple[int, int, int]], k: int) -> int:
