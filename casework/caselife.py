@@ -8,6 +8,8 @@ the special procedures, the extensions, and the anomalies met on the way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from casework.casestate import NEVER, Anomaly
 from casework.events import TYPE_RANK, CaseEvent
 
@@ -16,9 +18,9 @@ Life = tuple[
     float,
     str | None,
     CaseEvent | None,
-    list[tuple[float, float, CaseEvent]],
-    list[tuple[float, int]],
-    list[Anomaly],
+    Sequence[tuple[float, float, CaseEvent]],
+    Sequence[tuple[float, int]],
+    Sequence[Anomaly],
 ]
 
 
@@ -76,20 +78,20 @@ def simple_life(events: list[CaseEvent], now: float) -> Life | None:
         return None  # something before the acceptance or after the close
     if len(ids) != len(events):
         return None
-    susps: list[tuple[float, float, CaseEvent]] = []
+    susps: Sequence[tuple[float, float, CaseEvent]] = ()
     open_susp = None
     if resumed is not None:
         if suspended is None or resumed.ts < suspended.ts:
             return None
-        susps.append((suspended.ts, resumed.ts, suspended))
+        susps = ((suspended.ts, resumed.ts, suspended),)
     elif suspended is not None:
         open_susp = suspended  # still open; a close ends it
-        susps.append((suspended.ts, end, suspended))
+        susps = ((suspended.ts, end, suspended),)
     if exts is None:
-        exts = []
-    elif len(exts) > 1:
+        return (accepted, end, None if close is None else close.type, open_susp, susps, (), ())
+    if len(exts) > 1:
         return None  # several extensions: keep the canonical order of `walk_life`
-    return (accepted, end, None if close is None else close.type, open_susp, susps, exts, [])
+    return (accepted, end, None if close is None else close.type, open_susp, susps, exts, ())
 
 
 def walk_life(events: list[CaseEvent], now: float) -> Life:

@@ -119,9 +119,9 @@ class CaseClock:
     _procedures: Callable[[], tuple[Suspension, ...]] | None = None
     _suspensions: tuple[Suspension, ...] | None = None
 
-    def __init__(self, zone: LocalTime, at: datetime) -> None:
-        self._zone = zone
-        self.at = at
+    #: Set by the clock on every result: the zone for conversions, and the instant.
+    _zone: LocalTime
+    at: datetime
 
     @property
     def suspensions(self) -> tuple[Suspension, ...]:

@@ -32,7 +32,7 @@ proleptic Gregorian ordinals; the result converts them to `datetime` and
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, tzinfo
 from functools import partial
 from typing import TYPE_CHECKING
@@ -89,6 +89,16 @@ class Clock:
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.procedure_warn_days = procedure_warn_days
         self._zone = LocalTime(self.tz, calendar)
+        #: What `_evaluate` reads on every case, unpacked in one step.
+        self._arrays = (
+            self._zone.day,
+            self._zone.offset,
+            self._zone.midnights,
+            calendar.cum,
+            calendar.workday_ordinals,
+            calendar.gaps,
+            calendar.base,
+        )
 
     @classmethod
     def for_deployment(cls, deployment: Deployment) -> Clock:
@@ -134,9 +144,9 @@ class Clock:
     ) -> CaseClock:
         # Written for speed (the server re-evaluates every open case, the benchmark
         # a million): local variables, array look-ups, no per-day loops.
-        zone = self._zone
-        cal = self.calendar
-        result = CaseClock(zone, at)
+        result = _new(CaseClock)  # no __init__: evaluate sets every field a case has
+        result._zone = self._zone
+        result.at = at
 
         # 1-2. The case's life as known at `now`: most cases can be read in any
         #      order; anything else is walked in canonical order.
@@ -144,7 +154,7 @@ class Clock:
         walked, close_ts, outcome, open_susp, susps, exts, anomalies = life
         if walked is None:
             if not anomalies:
-                anomalies.append(Anomaly("", f"no event at or before {at.isoformat()}"))
+                anomalies = [Anomaly("", f"no event at or before {at.isoformat()}")]
             result.anomalies = tuple(anomalies)
             return result
         accepted = walked
@@ -160,34 +170,33 @@ class Clock:
         if legal is None:
             legal = limits.legal_days
         if legal < promised:
-            anomalies.append(
-                Anomaly(accepted.event_id, f"legal limit {legal} < promised {promised}; using it")
-            )
+            anomalies = [
+                *anomalies,
+                Anomaly(accepted.event_id, f"legal limit {legal} < promised {promised}; using it"),
+            ]
             legal = promised
-        day = zone.day
-        mids = zone.midnights
-        cum = cal.cum
-        wd = cal.workday_ordinals
-        base = cal.base
-        off = zone.offset  # local dates by arithmetic where the zone allows it
+        # Local dates by arithmetic where the zone's offset is fixed (`off`).
+        day, off, mids, cum, wd, gaps, base = self._arrays
         day_a = (
             int((acc_ts + off) // DAY_SECONDS) + EPOCH_ORDINAL if off is not None else day(acc_ts)
         )
         if day_a < base:
+            cal = self.calendar
             raise CalendarRangeError(date.fromordinal(day_a), cal.first_day, cal.last_day)
         b = cum[day_a - base]  # index of the first working day after A
 
         # 4. Working-day index ranges [lo, hi) the suspensions exclude, in order.
         ranges: list[tuple[int, int, int]] = []
         firsts: list[int] = []
-        for n, (s_ts, r_ts, e) in enumerate(susps) if susps else ():
-            lo = cum[day(s_ts) - base]
-            firsts.append(lo)
-            cap = e.days or 0
-            if r_ts != NEVER:
-                cap = min(cap, cum[day(r_ts) - base] - lo)
-            if cap > 0:
-                ranges.append((lo, lo + cap, n))
+        if susps:
+            for n, (s_ts, r_ts, e) in enumerate(susps):
+                lo = cum[day(s_ts) - base]
+                firsts.append(lo)
+                cap = e.days or 0
+                if r_ts != NEVER:
+                    cap = min(cap, cum[day(r_ts) - base] - lo)
+                if cap > 0:
+                    ranges.append((lo, lo + cap, n))
 
         warn = limits.warn_days
 
@@ -307,18 +316,17 @@ class Clock:
             result._next = nxt
 
         # 8. Whether any date that mattered lies in a year the calendar does not know.
-        gaps = cal.gaps
         last = due_l if due_l > day_end else day_end
         if gaps[last - base + 1] != gaps[day_a - base]:
-            result.uncovered_years = cal.uncovered_years_ordinal(day_a, last)
+            result.uncovered_years = self.calendar.uncovered_years_ordinal(day_a, last)
         if anomalies:
             result.anomalies = tuple(anomalies)
         return result
 
     def _suspensions(
         self,
-        susps: list[tuple[float, float, CaseEvent]],
-        firsts: list[int],
+        susps: Sequence[tuple[float, float, CaseEvent]],
+        firsts: Sequence[int],
         now: float,
         close_ts: float,
     ) -> tuple[Suspension, ...]:
@@ -373,6 +381,9 @@ class Clock:
             zone.tz,
         )
         return procedure
+
+
+_new = object.__new__
 
 
 def _kth(wd: array[int], b: int, ranges: list[tuple[int, int, int]], k: int) -> int:
