@@ -25,47 +25,51 @@ Life = tuple[
 
 
 def simple_life(events: list[CaseEvent], now: float) -> Life | None:
-    """The life of a case read without ordering its events, when that is safe.
+    """The life of a case that holds no contradiction, read in one pass.
 
-    Safe means: the events known at `now` are one acceptance, perhaps one close,
-    and between them workflow steps, extensions and at most one special
-    procedure (a suspension, perhaps its resumption after it), all with unique
-    event ids. Then no anomaly is possible and the order of the events in the
-    list does not matter. Anything else returns None, and `walk_life` reads it.
+    That is: the events known at `now` are one acceptance, perhaps one close,
+    and between them steps, extensions and special procedures that alternate
+    suspended / resumed; an event delivered twice counts once. Only the few
+    procedure and extension events are sorted. Anything else -- an anomaly to
+    report, two different events under one event_id -- returns None, and
+    `walk_life` reads the case in canonical order.
     """
-    accepted = close = suspended = resumed = None
-    exts: list[tuple[float, int]] | None = None
+    accepted = close = None
+    exts: list[tuple[float, str, int]] | None = None
+    procs: list[tuple[float, int, str, CaseEvent]] | None = None
     first, last = NEVER, -NEVER  # the earliest and latest event between the two ends
-    ids: set[str] = set()
-    see = ids.add  # every event_id, known yet or not, must be unique
+    seen: dict[str, CaseEvent] = {}
     for e in events:
-        see(e.event_id)
+        prior = seen.get(e.event_id)
+        if prior is not None:
+            if prior == e:
+                continue  # the same event delivered twice
+            return None  # two different events under one event_id
+        seen[e.event_id] = e
         ts = e.ts
         if ts > now:
             continue
         kind = e.type
-        if kind == "accepted":
+        if kind == "step":  # the commonest kind first
+            pass
+        elif kind == "accepted":
             if accepted is not None:
                 return None
             accepted = e
             continue
-        if kind == "completed" or kind == "withdrawn":
+        elif kind == "completed" or kind == "withdrawn":
             if close is not None:
                 return None
             close = e
             continue
-        if kind == "step":
-            pass
         elif kind == "extended":
             if exts is None:
                 exts = []
-            exts.append((ts, e.days or 0))
-        elif kind == "suspended" and suspended is None:
-            suspended = e
-        elif kind == "resumed" and resumed is None:
-            resumed = e
-        else:
-            return None
+            exts.append((ts, e.event_id, e.days or 0))
+        else:  # suspended or resumed
+            if procs is None:
+                procs = []
+            procs.append((ts, TYPE_RANK[kind], e.event_id, e))
         if ts < first:
             first = ts
         if ts > last:
@@ -76,22 +80,29 @@ def simple_life(events: list[CaseEvent], now: float) -> Life | None:
     end = NEVER if close is None else close.ts
     if end < start or first < start or last > end:
         return None  # something before the acceptance or after the close
-    if len(ids) != len(events):
-        return None
     susps: Sequence[tuple[float, float, CaseEvent]] = ()
     open_susp = None
-    if resumed is not None:
-        if suspended is None or resumed.ts < suspended.ts:
-            return None
-        susps = ((suspended.ts, resumed.ts, suspended),)
-    elif suspended is not None:
-        open_susp = suspended  # still open; a close ends it
-        susps = ((suspended.ts, end, suspended),)
+    if procs is not None:
+        procs.sort()  # event_ids are unique, so the events are never compared
+        pairs = []
+        for ts, _, _, e in procs:
+            if e.type == "suspended":
+                if open_susp is not None:
+                    return None
+                open_susp = e
+            else:
+                if open_susp is None:
+                    return None
+                pairs.append((open_susp.ts, ts, open_susp))
+                open_susp = None
+        if open_susp is not None:  # still open; a close ends it
+            pairs.append((open_susp.ts, end, open_susp))
+        susps = pairs
+    outcome = None if close is None else close.type
     if exts is None:
-        return (accepted, end, None if close is None else close.type, open_susp, susps, (), ())
-    if len(exts) > 1:
-        return None  # several extensions: keep the canonical order of `walk_life`
-    return (accepted, end, None if close is None else close.type, open_susp, susps, exts, ())
+        return (accepted, end, outcome, open_susp, susps, (), ())
+    exts.sort()
+    return (accepted, end, outcome, open_susp, susps, [(t, d) for t, _, d in exts], ())
 
 
 def walk_life(events: list[CaseEvent], now: float) -> Life:
