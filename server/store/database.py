@@ -1,0 +1,73 @@
+"""Building the server's `Engine` from a database URL.
+
+SQLite is the embedded default (``sqlite:///var/esup.db``, relative to the
+working directory); PostgreSQL is reached through psycopg 3
+(``postgresql+psycopg://user@host:5432/name``). On SQLite every connection
+turns on write-ahead logging, so readers do not block the writer, and waits
+for a busy database instead of failing at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from server.errors import DatabaseURLError
+
+__all__ = ["DEFAULT_URL", "make_engine", "shown"]
+
+#: The embedded database, relative to the working directory.
+DEFAULT_URL: Final = "sqlite:///var/esup.db"
+
+#: How long a SQLite connection waits for another writer, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+
+def _parse(url: str | URL) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseURLError(str(url), str(exc)) from exc
+
+
+def shown(url: str | URL) -> str:
+    """The URL as it may be printed: any password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unreadable database URL>"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str | URL = DEFAULT_URL, **kwargs: Any) -> Engine:
+    """An Engine for `url`; the caller disposes of it.
+
+    For a SQLite file the folder holding it is created if missing and WAL is
+    enabled on every connection. `kwargs` go to `sqlalchemy.create_engine`.
+    Raises `DatabaseURLError` for a URL SQLAlchemy cannot read or a database
+    it has no driver for.
+    """
+    parsed = _parse(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    file = parsed.database or ""
+    if sqlite and file and file != ":memory:" and not file.startswith("file:"):
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise DatabaseURLError(shown(parsed), str(exc)) from exc
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

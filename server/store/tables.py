@@ -1,0 +1,128 @@
+"""The server's tables, as SQLAlchemy Core `MetaData`.
+
+    events      every accepted raw event, append-only; one row per
+                (department, event_id), the wire event kept verbatim in `body`
+    quarantine  every rejected event, its body as received and the reason
+    tokens      one agent token per agent: the SHA-256 of the token, never the token
+    seq_gaps    a jump in an agent's `seq` for one source: what was expected, what came
+
+Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
+(``timestamptz``) and as UTC on SQLite, and always read back as an aware
+datetime in UTC. The migrations in server/migrations are written from these
+definitions; a change here needs a new revision there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["UTCDateTime", "events", "metadata", "quarantine", "seq_gaps", "tokens"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: takes aware datetimes only and always returns them aware, in UTC.
+
+    PostgreSQL keeps the instant in ``timestamp with time zone``; SQLite has no
+    time zones, so the value is written as naive UTC and read back as UTC.
+    A naive datetime is refused (ValueError): its instant is unknown.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"{value.isoformat()} has no UTC offset; the store keeps instants")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)  # the column type guarantees it
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: Naming convention, so constraints have the same names on every database and in migrations.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the autoincrementing rowid.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("department", String(64), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("case_id", String(128), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("seq", BigInteger(), nullable=True),
+    Column("source_agent", String(128), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("body", Text(), nullable=False, comment="the event as wire-format v1 JSON"),
+    UniqueConstraint("department", "event_id"),
+    Index(None, "department", "case_id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("agent", String(128), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("body", Text(), nullable=False, comment="the rejected event as received"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("agent", String(128), nullable=False, unique=True),
+    Column("departments", Text(), nullable=False, comment="department codes, comma-separated"),
+    Column("token_sha256", String(64), nullable=False, unique=True, comment="hex digest"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+seq_gaps = Table(
+    "seq_gaps",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("agent", String(128), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("expected_seq", BigInteger(), nullable=False),
+    Column("got_seq", BigInteger(), nullable=False),
+    Column("detected_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,308 @@
+"""Contract tests of the server's store, run on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy.exc import StatementError
+
+from casework.events import CaseEvent
+from server.errors import (
+    AgentExistsError,
+    SchemaOutOfDateError,
+    TokenRevokedError,
+    UnknownAgentError,
+)
+from server.store import tables
+from server.store.database import make_engine
+from server.store.events import EventStore
+from server.store.migrate import check_current, current_revision, head_revision, upgrade_engine
+from server.store.tokens import Grant, TokenStore
+
+CST = timezone(timedelta(hours=8))
+#: The fake clock's instant, given in UTC+8 so that storing it must convert it.
+NOW = datetime(2024, 3, 1, 9, 30, tzinfo=CST)
+
+
+def fixed_now() -> datetime:
+    return NOW
+
+
+def event(
+    event_id: str,
+    case_id: str = "C1",
+    department: str = "fgw",
+    type_: str = "accepted",
+    at: datetime = datetime(2024, 3, 1, 9, 0, tzinfo=CST),
+    **fields: object,
+) -> CaseEvent:
+    return CaseEvent(
+        event_id=event_id,
+        case_id=case_id,
+        department=department,
+        item="fgw-001",
+        type=type_,  # type: ignore[arg-type]
+        at=at,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+# -- migrations ------------------------------------------------------------------------
+
+
+def test_migrations_apply_and_are_idempotent(engine: Engine) -> None:
+    assert current_revision(engine) is None
+    with pytest.raises(SchemaOutOfDateError, match="db upgrade"):
+        check_current(engine)
+    upgrade_engine(engine)
+    upgrade_engine(engine)
+    assert current_revision(engine) == head_revision()
+    check_current(engine)
+    assert set(inspect(engine).get_table_names()) >= {
+        "events",
+        "quarantine",
+        "tokens",
+        "seq_gaps",
+        "alembic_version",
+    }
+
+
+def test_the_migrations_build_exactly_the_tables(migrated: Engine) -> None:
+    with migrated.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, tables.metadata) == []
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+def test_a_batch_tells_accepted_from_duplicate(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    assert store.add_batch("agent-1", [event("e1"), event("e2")]) == ["accepted", "accepted"]
+    outcomes = store.add_batch(
+        "agent-1",
+        [
+            event("e1"),  # stored by the first batch
+            event("e3"),
+            event("e3"),  # twice in this batch: the second is the duplicate
+            event("e1", department="jyj"),  # the same id in another department is another event
+        ],
+    )
+    assert outcomes == ["duplicate", "accepted", "duplicate", "accepted"]
+    assert store.count() == 4
+
+
+def test_a_retried_batch_creates_no_duplicate(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    batch = [event(f"e{i}", case_id=f"C{i % 3}") for i in range(50)]
+    assert store.add_batch("agent-1", batch) == ["accepted"] * 50
+    assert store.add_batch("agent-1", batch) == ["duplicate"] * 50
+    assert store.add_batch("agent-1", [*batch[:10], event("new")]) == ["duplicate"] * 10 + [
+        "accepted"
+    ]
+    assert store.count() == 51
+    assert store.add_batch("agent-1", []) == []
+
+
+class InjectedCrashError(Exception):
+    """The failure injected half-way through writing a batch."""
+
+
+def test_a_batch_that_fails_half_way_stores_nothing(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    store.add_batch("agent-1", [event(f"e{i}") for i in range(10)])
+    big = [event(f"e{i}") for i in range(5000)]  # written as several INSERT statements
+    inserts = 0
+
+    def crash_on_the_second_insert(*args: Any) -> None:
+        nonlocal inserts
+        if args[2].startswith("INSERT INTO events"):
+            inserts += 1
+            if inserts == 2:
+                raise InjectedCrashError
+
+    sqlalchemy_event.listen(migrated, "before_cursor_execute", crash_on_the_second_insert)
+    try:
+        with pytest.raises(InjectedCrashError):
+            store.add_batch("agent-1", big)
+    finally:
+        sqlalchemy_event.remove(migrated, "before_cursor_execute", crash_on_the_second_insert)
+    assert inserts == 2
+    assert store.count() == 10
+    assert store.add_batch("agent-1", big) == ["duplicate"] * 10 + ["accepted"] * 4990
+    assert store.count() == 5000
+
+
+def test_the_first_stored_event_is_kept(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    store.add_batch("agent-1", [event("e1", type_="accepted")])
+    store.add_batch("agent-2", [event("e1", type_="withdrawn")])
+    assert [e.type for e in store.events_of_case("fgw", "C1")] == ["accepted"]
+
+
+def test_events_round_trip_through_the_store(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    day = datetime(2024, 3, 1, 9, 0, tzinfo=CST)
+    events = [
+        event("a", type_="accepted", at=day, seq=1, promised_days=5, legal_days=20),
+        event("s", type_="suspended", at=day + timedelta(days=1), reason="hearing", days=3),
+        event(
+            "t",
+            type_="step",
+            at=day + timedelta(days=2),
+            step="审查",
+            handler="张三",
+            step_days=2,
+            extra={"note": "附件 3 份", "nested": {"k": [1, 2]}},
+        ),
+        event("r", type_="resumed", at=datetime(2024, 3, 5, 1, 0, tzinfo=UTC)),
+        event("x", type_="extended", at=day + timedelta(days=6), days=2),
+        event("c", type_="completed", at=day + timedelta(days=9), result="approved"),
+    ]
+    # Arrival order is kept, whatever the instants say.
+    arrival = [events[3], events[0], events[5], events[1], events[2], events[4]]
+    store.add_batch("agent-1", arrival[:3])
+    store.add_batch("agent-1", [event("other", case_id="C2"), *arrival[3:]])
+    back = store.events_of_case("fgw", "C1")
+    assert back == arrival
+    assert [e.at.utcoffset() for e in back] == [e.at.utcoffset() for e in arrival]
+    assert back[4].extra == {"note": "附件 3 份", "nested": {"k": [1, 2]}}
+    assert store.events_of_case("fgw", "C2") == [event("other", case_id="C2")]
+    assert store.events_of_case("jyj", "C1") == []
+
+
+def test_instants_come_back_aware_in_utc(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    at = datetime(2024, 3, 1, 23, 30, tzinfo=CST)
+    store.add_batch("agent-1", [event("e1", at=at)])
+    with migrated.connect() as connection:
+        row = connection.execute(
+            select(tables.events.c.at, tables.events.c.received_at, tables.events.c.source_agent)
+        ).one()
+    assert row.at == at
+    assert row.at.tzinfo == UTC
+    assert row.received_at == NOW
+    assert row.received_at.tzinfo == UTC
+    assert row.source_agent == "agent-1"
+
+
+def test_a_naive_instant_is_refused(migrated: Engine) -> None:
+    with migrated.begin() as connection, pytest.raises(StatementError, match="no UTC offset"):
+        connection.execute(
+            tables.quarantine.insert(),
+            {"received_at": datetime(2024, 3, 1), "agent": "a", "reason": "r", "body": "{}"},
+        )
+
+
+def test_quarantine_and_gaps_are_kept(migrated: Engine) -> None:
+    store = EventStore(migrated, now=fixed_now)
+    store.quarantine("agent-1", '{"event_id": ""}', "event_id: must not be empty")
+    store.quarantine("agent-2", "not json", "malformed JSON")
+    kept = store.quarantined()
+    assert [(q.agent, q.reason, q.body) for q in kept] == [
+        ("agent-2", "malformed JSON", "not json"),
+        ("agent-1", "event_id: must not be empty", '{"event_id": ""}'),
+    ]
+    assert all(q.received_at == NOW and q.received_at.tzinfo == UTC for q in kept)
+    assert store.count() == 0
+
+    store.record_gap("agent-1", "dropdir:fgw", expected=7, got=10)
+    [gap] = store.gaps()
+    assert (gap.agent, gap.source, gap.expected, gap.got) == ("agent-1", "dropdir:fgw", 7, 10)
+    assert gap.detected_at == NOW
+    assert gap.detected_at.tzinfo == UTC
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+
+def test_a_token_is_stored_as_its_hash_only(migrated: Engine) -> None:
+    tokens = TokenStore(migrated, now=fixed_now)
+    token = tokens.create("agent-1", ["jyj", "fgw"])
+    assert len(token) >= 43
+    assert tokens.verify(token) == Grant("agent-1", frozenset({"fgw", "jyj"}))
+    with migrated.connect() as connection:
+        rows = connection.execute(select(tables.tokens)).all()
+    assert len(rows) == 1
+    assert all(token not in str(value) for value in rows[0])
+    assert rows[0].token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    assert rows[0].departments == "fgw,jyj"
+
+
+def test_unknown_and_revoked_tokens_verify_to_none(migrated: Engine) -> None:
+    tokens = TokenStore(migrated, now=fixed_now)
+    token = tokens.create("agent-1", ["fgw"])
+    other = tokens.create("agent-2", ["jyj"])
+    assert tokens.verify("not-a-token") is None
+    assert tokens.verify(token[:-1]) is None
+    tokens.revoke("agent-1")
+    assert tokens.verify(token) is None
+    assert tokens.verify(other) == Grant("agent-2", frozenset({"jyj"}))
+
+
+def test_listing_shows_state_but_never_the_token(migrated: Engine) -> None:
+    tokens = TokenStore(migrated, now=fixed_now)
+    assert tokens.list() == []
+    tokens.create("b-agent", ["jyj"])
+    tokens.create("a-agent", ["fgw", "jyj"])
+    tokens.revoke("b-agent")
+    listed = tokens.list()
+    assert [(i.agent, i.departments, i.live) for i in listed] == [
+        ("a-agent", ("fgw", "jyj"), True),
+        ("b-agent", ("jyj",), False),
+    ]
+    assert listed[0].created_at == NOW
+    assert listed[0].created_at.tzinfo == UTC
+    assert listed[1].revoked_at == NOW
+
+
+def test_token_errors_name_the_agent(migrated: Engine) -> None:
+    tokens = TokenStore(migrated, now=fixed_now)
+    tokens.create("agent-1", ["fgw"])
+    with pytest.raises(AgentExistsError, match="'agent-1' already has a token"):
+        tokens.create("agent-1", ["jyj"])
+    with pytest.raises(UnknownAgentError, match="'agent-9'"):
+        tokens.revoke("agent-9")
+    tokens.revoke("agent-1")
+    with pytest.raises(TokenRevokedError, match="'agent-1' was already revoked"):
+        tokens.revoke("agent-1")
+    with pytest.raises(ValueError, match="department"):
+        tokens.create("agent-2", [])
+    with pytest.raises(ValueError, match="agent name"):
+        tokens.create(" ", ["fgw"])
+    with pytest.raises(ValueError, match="agent name"):
+        tokens.create("a" * 129, ["fgw"])
+
+
+def test_a_revoked_agent_gets_a_new_token(migrated: Engine) -> None:
+    tokens = TokenStore(migrated, now=fixed_now)
+    old = tokens.create("agent-1", ["fgw"])
+    tokens.revoke("agent-1")
+    new = tokens.create("agent-1", ["jyj"])
+    assert new != old
+    assert tokens.verify(old) is None
+    assert tokens.verify(new) == Grant("agent-1", frozenset({"jyj"}))
+    assert [i.live for i in tokens.list()] == [True]
+
+
+# -- SQLite specifics ------------------------------------------------------------------
+
+
+def test_the_sqlite_folder_is_made_and_wal_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "deeper" / "esup.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+        assert mode == "wal"
+        assert path.exists()
+    finally:
+        engine.dispose()
