@@ -1,0 +1,214 @@
+"""The `esup-server` command.
+
+    esup-server db upgrade [--database URL]
+    esup-server token create --agent NAME --departments A,B [--config DIR] [--database URL]
+    esup-server token list [--database URL]
+    esup-server token revoke --agent NAME [--database URL]
+
+`--database` defaults to the embedded SQLite file ``var/esup.db`` under the
+working directory. Problems are printed to stderr as whole sentences; the
+exit status is 0 on success, 1 when the database or a token refuses the
+action, and 2 for bad input (argparse's usage errors, an unknown department,
+an invalid configuration directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Final
+
+from sqlalchemy import Engine
+
+from casework.configfiles import load_config
+from casework.errors import ConfigErrors, EsupError
+from server.errors import TokenError, UnknownDepartmentError
+from server.store.database import DEFAULT_URL, make_engine, shown
+from server.store.migrate import check_current, upgrade_engine
+from server.store.tokens import TokenStore
+
+EXIT_REFUSED: Final = 1
+EXIT_INVALID: Final = 2
+
+Handler = Callable[[argparse.Namespace, IO[str]], int]
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help=f"SQLAlchemy database URL (default: {DEFAULT_URL}; PostgreSQL: "
+        "postgresql+psycopg://user@host:5432/esup)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esup-server",
+        description="The esup server: its database and the tokens of its agents.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="manage the database", description="Manage the database.")
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upgrade = db_actions.add_parser(
+        "upgrade",
+        help="create or migrate the tables to this version",
+        description="Apply every missing migration; a database already up to date is unchanged.",
+    )
+    _database_option(upgrade)
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    token = commands.add_parser(
+        "token",
+        help="create, list and revoke agent tokens",
+        description="Each agent sends one bearer token; it names the departments the agent "
+        "may report for. Only the token's SHA-256 is stored.",
+    )
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_actions.add_parser(
+        "create",
+        help="create an agent's token and print it once",
+        description="Create a token for an agent and print it; it cannot be shown again.",
+    )
+    create.add_argument("--agent", required=True, metavar="NAME", help="the agent's name")
+    create.add_argument(
+        "--departments",
+        required=True,
+        metavar="A,B",
+        help="comma-separated department codes the agent may report for",
+    )
+    create.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config"),
+        metavar="DIR",
+        help="configuration directory whose departments.yaml defines the codes (default: config)",
+    )
+    _database_option(create)
+    create.set_defaults(handler=_token_create)
+
+    listing = token_actions.add_parser(
+        "list", help="list every agent's token", description="List agents and their tokens' state."
+    )
+    _database_option(listing)
+    listing.set_defaults(handler=_token_list)
+
+    revoke = token_actions.add_parser(
+        "revoke",
+        help="revoke an agent's token at once",
+        description="Revoke an agent's token; its next request is refused.",
+    )
+    revoke.add_argument("--agent", required=True, metavar="NAME", help="the agent's name")
+    _database_option(revoke)
+    revoke.set_defaults(handler=_token_revoke)
+    return parser
+
+
+def _with_tokens(args: argparse.Namespace, action: Callable[[TokenStore], int]) -> int:
+    engine: Engine = make_engine(args.database)
+    try:
+        check_current(engine)
+        return action(TokenStore(engine))
+    finally:
+        engine.dispose()
+
+
+def _db_upgrade(args: argparse.Namespace, out: IO[str]) -> int:
+    engine = make_engine(args.database)
+    try:
+        upgrade_engine(engine)
+    finally:
+        engine.dispose()
+    print(f"The database at {shown(args.database)} is up to date.", file=out)
+    return 0
+
+
+def _department_codes(text: str, config: Path) -> list[str]:
+    """The codes in `text` (comma-separated), each checked against `config`'s departments."""
+    codes = [c.strip() for c in text.split(",") if c.strip()]
+    if not codes:
+        raise ValueError(f"--departments names no department code (got {text!r})")
+    known = {d.code for d in load_config(config).departments}
+    for code in codes:
+        if code not in known:
+            near = difflib.get_close_matches(code, sorted(known), n=1)
+            raise UnknownDepartmentError(code, str(config / "departments.yaml"), near)
+    return codes
+
+
+def _token_create(args: argparse.Namespace, out: IO[str]) -> int:
+    codes = _department_codes(args.departments, args.config)
+
+    def create(store: TokenStore) -> int:
+        token = store.create(args.agent, codes)
+        print(f"Token for agent {args.agent!r} ({', '.join(sorted(set(codes)))}):", file=out)
+        print(token, file=out)
+        print("Keep it now: it cannot be shown again; only its hash is stored.", file=out)
+        return 0
+
+    return _with_tokens(args, create)
+
+
+def _token_list(args: argparse.Namespace, out: IO[str]) -> int:
+    def listing(store: TokenStore) -> int:
+        infos = store.list()
+        if not infos:
+            print("No agent has a token yet.", file=out)
+            return 0
+        width = max(len("AGENT"), *(len(i.agent) for i in infos))
+        print(f"{'AGENT':<{width}}  {'STATE':<7}  {'CREATED (UTC)':<20}  DEPARTMENTS", file=out)
+        for info in infos:
+            state = "live" if info.live else "revoked"
+            created = info.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            departments = ",".join(info.departments)
+            print(f"{info.agent:<{width}}  {state:<7}  {created:<20}  {departments}", file=out)
+        return 0
+
+    return _with_tokens(args, listing)
+
+
+def _token_revoke(args: argparse.Namespace, out: IO[str]) -> int:
+    def revoke(store: TokenStore) -> int:
+        store.revoke(args.agent)
+        print(f"The token of agent {args.agent!r} is revoked.", file=out)
+        return 0
+
+    return _with_tokens(args, revoke)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    """Run `esup-server` with `argv` (default: the command line); the exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args, out)
+    except ConfigErrors as exc:
+        for problem in exc.errors:
+            print(problem, file=err)
+        print(f"{len(exc.errors)} problem(s) in {args.config}; nothing was done.", file=err)
+        return EXIT_INVALID
+    except TokenError as exc:
+        print(exc, file=err)
+        return EXIT_REFUSED
+    except ValueError as exc:  # an unknown department, a bad URL or name
+        print(exc, file=err)
+        return EXIT_INVALID
+    except EsupError as exc:
+        print(exc, file=err)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
