@@ -5,6 +5,8 @@
     quarantine  every rejected event, its body as received and the reason
     tokens      one agent token per agent: the SHA-256 of the token, never the token
     seq_gaps    a jump in an agent's `seq` for one source: what was expected, what came
+    streams     per agent and source: the highest `seq` seen and when the agent last
+                delivered, so gaps are found and silent agents noticed
 
 Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
 (``timestamptz``) and as UTC on SQLite, and always read back as an aware
@@ -32,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UTCDateTime", "events", "metadata", "quarantine", "seq_gaps", "tokens"]
+__all__ = ["UTCDateTime", "events", "metadata", "quarantine", "seq_gaps", "streams", "tokens"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -125,4 +127,13 @@ seq_gaps = Table(
     Column("expected_seq", BigInteger(), nullable=False),
     Column("got_seq", BigInteger(), nullable=False),
     Column("detected_at", UTCDateTime(), nullable=False),
+)
+
+streams = Table(
+    "streams",
+    metadata,
+    Column("agent", String(128), primary_key=True),
+    Column("source", String(256), primary_key=True, comment="'' when events name no source"),
+    Column("last_seq", BigInteger(), nullable=True),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
 )
