@@ -94,7 +94,7 @@ _PROBLEMS = {
 }
 
 
-def _read_yaml(path: Path, errors: list[ConfigError]) -> dict[str, Any] | None:
+def read_yaml(path: Path, errors: list[ConfigError]) -> dict[str, Any] | None:
     """The file's top-level mapping ({} for an empty file), or None after recording why not."""
     key, value = "", path.name
     try:
@@ -164,7 +164,7 @@ def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _convert(
+def config_errors(
     path: str, model: type[BaseModel], data: Any, exc: ValidationError
 ) -> list[ConfigError]:
     """One ConfigError per problem in a pydantic ValidationError."""
@@ -196,7 +196,7 @@ def _validate(model: type[M], data: Any, path: Path, errors: list[ConfigError]) 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_convert(str(path), model, data, exc))
+        errors.extend(config_errors(str(path), model, data, exc))
         return None
 
 
@@ -208,7 +208,7 @@ def _entries(
     The cross-reference checks run on the raw entries, so that an entry with a
     problem of its own is still checked against the others.
     """
-    data = _read_yaml(path, errors)
+    data = read_yaml(path, errors)
     if data is None:
         return None, None
     checked = _validate(whole, data, path, errors)
@@ -275,7 +275,7 @@ def load_config(directory: Path) -> Deployment:
     errors: list[ConfigError] = []
     paths = {name: directory / name for name in FILES}
 
-    data = _read_yaml(paths["esup.yaml"], errors)
+    data = read_yaml(paths["esup.yaml"], errors)
     settings = None if data is None else _validate(Settings, data, paths["esup.yaml"], errors)
 
     where = paths["departments.yaml"]
@@ -287,7 +287,7 @@ def load_config(directory: Path) -> Deployment:
     raw, catalog = _entries(paths["catalog.yaml"], "items", _CatalogFile, errors)
     errors += _check_catalog(paths["catalog.yaml"], raw or [], known, where)
 
-    data = _read_yaml(paths["calendar.yaml"], errors)
+    data = read_yaml(paths["calendar.yaml"], errors)
     calendar = (
         None if data is None else _validate(CalendarConfig, data, paths["calendar.yaml"], errors)
     )

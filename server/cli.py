@@ -1,10 +1,14 @@
 """The `esup-server` command.
 
+    esup-server run --config FILE
     esup-server db upgrade [--database URL]
     esup-server token create --agent NAME --departments A,B [--config DIR] [--database URL]
     esup-server token list [--database URL]
     esup-server token revoke --agent NAME [--database URL]
 
+`run` serves the HTTP API with the settings in FILE (config/server.yaml is
+an example); it migrates the embedded SQLite database itself, and refuses to
+start on a PostgreSQL database that `db upgrade` has not brought up to date.
 `--database` defaults to the embedded SQLite file ``var/esup.db`` under the
 working directory. Problems are printed to stderr as whole sentences; the
 exit status is 0 on success, 1 when the database or a token refuses the
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +31,7 @@ from sqlalchemy import Engine
 from casework.configfiles import load_config
 from casework.errors import ConfigErrors, EsupError
 from server.errors import TokenError, UnknownDepartmentError
+from server.settings import load_settings
 from server.store.database import DEFAULT_URL, make_engine, shown
 from server.store.migrate import check_current, upgrade_engine
 from server.store.tokens import TokenStore
@@ -52,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="The esup server: its database and the tokens of its agents.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="serve the HTTP API",
+        description="Serve the HTTP API (ingest, health, OpenAPI) with the given settings.",
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the server's settings file (example: config/server.yaml)",
+    )
+    run.set_defaults(handler=_run)
 
     db = commands.add_parser("db", help="manage the database", description="Manage the database.")
     db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -116,6 +136,50 @@ def _with_tokens(args: argparse.Namespace, action: Callable[[TokenStore], int]) 
         return action(TokenStore(engine))
     finally:
         engine.dispose()
+
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _run(args: argparse.Namespace, out: IO[str]) -> int:
+    import uvicorn  # only the server process needs it
+
+    from casework.clock import Clock
+    from server.app import create_app
+    from server.cases import CaseProjector
+
+    settings = load_settings(args.config)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    engine = make_engine(settings.database)
+    try:
+        if engine.dialect.name == "sqlite":
+            upgrade_engine(engine)  # the embedded database looks after itself
+        else:
+            check_current(engine)  # several servers may share it: an operator migrates
+        # Readiness probes read the revision; the migration context need not say so each time.
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+        # Every accepted batch updates the state of its cases, derived by the server.
+        deployment = load_config(settings.config_dir)
+        projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
+        app = create_app(
+            settings, engine=engine, deployment=deployment, on_accepted=projector.refresh
+        )
+        print(
+            f"esup-server on http://{settings.listen.host}:{settings.listen.port}"
+            f" with the database at {shown(settings.database)}",
+            file=out,
+            flush=True,
+        )
+        uvicorn.run(
+            app,
+            host=settings.listen.host,
+            port=settings.listen.port,
+            log_config=None,
+            access_log=False,  # the app logs one line per request itself
+        )
+    finally:
+        engine.dispose()
+    return 0
 
 
 def _db_upgrade(args: argparse.Namespace, out: IO[str]) -> int:

@@ -3,6 +3,7 @@
     add_batch(agent, events)        store a batch in one transaction -> accepted | duplicate
     events_of_case(dept, case_id)   a case's events, rebuilt from the stored wire JSON
     quarantine(agent, body, reason) keep a rejected event and why
+    quarantine_many(agent, pairs)   keep a batch's rejected events, in one transaction
     record_gap(agent, source, ...)  note a jump in an agent's `seq`
 
 An event is identified by (department, event_id); storing it again is a
@@ -154,6 +155,18 @@ class EventStore:
         row = {"received_at": self.now(), "agent": agent, "reason": reason, "body": body}
         with self.engine.begin() as connection:
             connection.execute(tables.quarantine.insert(), row)
+
+    def quarantine_many(self, agent: str, rejected: Sequence[tuple[str, str]]) -> None:
+        """Keep every (body, reason) of `rejected` that `agent` sent, in one transaction."""
+        if not rejected:
+            return
+        now = self.now()
+        rows = [
+            {"received_at": now, "agent": agent, "reason": reason, "body": body}
+            for body, reason in rejected
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(tables.quarantine.insert(), rows)
 
     def quarantined(self, *, limit: int = 100) -> list[Quarantined]:
         """The latest `limit` rejected events, newest first."""

@@ -7,6 +7,11 @@
     seq_gaps    a jump in an agent's `seq` for one source: what was expected, what came
     streams     per agent and source: the highest `seq` seen and when the agent last
                 delivered, so gaps are found and silent agents noticed
+    cases       one row per case, derived by the server from the case's events with the
+                shared clock: state, level, due dates, highest card and the instant of
+                its next change (indexed: the level-advancing job selects on it)
+    cards       every card (warning, yellow, red) a case reached, with the instant; one
+                row per (case, level), never deleted, only voided
 
 Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
 (``timestamptz``) and as UTC on SQLite, and always read back as an aware
@@ -22,6 +27,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     Dialect,
     Index,
@@ -34,7 +40,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UTCDateTime", "events", "metadata", "quarantine", "seq_gaps", "streams", "tokens"]
+__all__ = [
+    "UTCDateTime",
+    "cards",
+    "cases",
+    "events",
+    "metadata",
+    "quarantine",
+    "seq_gaps",
+    "streams",
+    "tokens",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -136,4 +152,39 @@ streams = Table(
     Column("source", String(256), primary_key=True, comment="'' when events name no source"),
     Column("last_seq", BigInteger(), nullable=True),
     Column("last_seen_at", UTCDateTime(), nullable=False),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("department", String(64), primary_key=True),
+    Column("case_id", String(128), primary_key=True),
+    Column("item", String(64), nullable=False),
+    Column("state", String(16), nullable=False, comment="open, closed or invalid"),
+    Column("level", String(16), nullable=False),
+    Column("accepted_at", UTCDateTime(), nullable=True, comment="null while invalid"),
+    Column("closed_at", UTCDateTime(), nullable=True),
+    Column("outcome", String(16), nullable=True),
+    Column("timeliness", String(16), nullable=True),
+    Column("promised_due", Date(), nullable=True, comment="local date"),
+    Column("legal_due", Date(), nullable=True, comment="local date"),
+    Column("card", String(16), nullable=True, comment="the highest card reached"),
+    Column("next_change_at", UTCDateTime(), nullable=True),
+    Column("anomalies", Integer(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "next_change_at"),
+)
+
+cards = Table(
+    "cards",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("department", String(64), nullable=False),
+    Column("case_id", String(128), nullable=False),
+    Column("level", String(16), nullable=False, comment="warning, yellow or red"),
+    Column("reached_at", UTCDateTime(), nullable=False),
+    Column("voided_at", UTCDateTime(), nullable=True),
+    Column("void_reason", Text(), nullable=True),
+    UniqueConstraint("department", "case_id", "level"),
+    Index(None, "reached_at"),
 )

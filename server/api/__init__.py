@@ -1,0 +1,1 @@
+"""The server's HTTP routers: ingest (``/api/v1/events``) and health (``/healthz``, ``/readyz``)."""

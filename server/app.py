@@ -1,0 +1,111 @@
+"""`create_app`: the server's FastAPI application, every dependency injectable.
+
+    create_app(settings, engine=..., deployment=..., now=..., on_accepted=...) -> FastAPI
+
+Production builds it from the settings alone (`esup-server run`); tests hand
+in an engine on a temporary database, a configuration and a fixed clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import Engine
+
+from casework.config import Deployment
+from casework.configfiles import load_config
+from server.api import health, ingest
+from server.ingest import Ingestor, OnAccepted
+from server.settings import ServerSettings
+from server.store.database import make_engine
+from server.store.tokens import TokenStore
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("server.access")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _version() -> str:
+    try:
+        return version("esup")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    engine: Engine | None = None,
+    deployment: Deployment | None = None,
+    now: Callable[[], datetime] = _utcnow,
+    on_accepted: OnAccepted | None = None,
+) -> FastAPI:
+    """The application for `settings`.
+
+    `engine` defaults to one on ``settings.database`` (disposed when the app
+    shuts down; an engine handed in stays the caller's), `deployment` to the
+    configuration in ``settings.config_dir``. `now` is the server's clock
+    (aware datetimes). `on_accepted` receives, after each batch is committed,
+    the (department, case_id) of every case with newly accepted events.
+    Raises `ConfigErrors` for an invalid configuration directory.
+    """
+    owned = engine is None
+    db = make_engine(settings.database) if engine is None else engine
+    deployment = load_config(settings.config_dir) if deployment is None else deployment
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                db.dispose()
+
+    app = FastAPI(
+        title="esup server",
+        version=_version(),
+        description="Electronic supervision: case events in, case state and figures out.",
+        lifespan=lifespan,
+    )
+    app.state.engine = db
+    app.state.ingest = ingest.IngestContext(
+        tokens=TokenStore(db, now=now),
+        ingestor=Ingestor(
+            db,
+            deployment,
+            now=now,
+            clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+            on_accepted=on_accepted,
+        ),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.include_router(ingest.router)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def log_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        logger.info(
+            "request method=%s path=%s status=%d duration_ms=%.1f client=%s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            (time.perf_counter() - start) * 1000,
+            request.client.host if request.client else "-",
+        )
+        return response
+
+    return app

@@ -1,0 +1,416 @@
+"""`CaseProjector`: each case's state, derived by the server from its stored events.
+
+    refresh(keys)      re-derive the named cases (after their events arrived)
+    advance()          the scheduled job: only the cases whose next change is due
+    recompute(...)     every open case, in batches (after a catalog or calendar change);
+                       closed cases too only when asked, each change logged
+
+The server never trusts a level an agent computed: a case's row in `cases` is
+always `Clock.evaluate` over *all* its stored events, at the projector's
+`now()`. The same events in any arrival order give the same row.
+
+Cards. A card (warning, yellow, red) is recorded in `cards` with the instant
+the clock says it was reached, once per (case, level), and never deleted.
+Time passing only adds cards. Events that arrive late can show that a
+recorded card was never reached (a completion stamped before it) or was
+reached at another instant (an extension): the card is then voided with the
+reason `SUPERSEDED`, or its instant corrected, so the issued (unvoided) cards
+are always what the case's events justify. A superseded card reached again
+is issued again. A card voided for any other reason (an appeal) is left alone.
+
+Invalid cases. A case whose events name an item the catalog does not know, or
+whose dates fall outside the calendar's window, or that has no acceptance yet,
+is stored with state and level ``invalid`` (no due dates, no cards, no next
+change) and logged; the rest of the batch goes on. `recompute()` includes
+invalid cases, so fixing the catalog or calendar and recomputing repairs them.
+
+Every call returns how many cases' rows changed (any column but `updated_at`).
+Each batch is one transaction; Core statements only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from sqlalchemy import Connection, Engine, Insert, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
+from casework.errors import CalendarRangeError
+from casework.events import CaseEvent
+from casework.wire import parse_event
+from server.store import tables
+
+__all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key"]
+
+logger = logging.getLogger(__name__)
+
+#: State and level of a case the clock cannot evaluate (see the module docstring).
+INVALID: Final = "invalid"
+#: Why a card was voided when the case's events, as later known, do not justify it.
+SUPERSEDED: Final = "superseded: not reached given the case's events as later received"
+
+#: The derived columns of `cases` compared to tell whether a case changed.
+DERIVED: Final = (
+    "item",
+    "state",
+    "level",
+    "accepted_at",
+    "closed_at",
+    "outcome",
+    "timeliness",
+    "promised_due",
+    "legal_due",
+    "card",
+    "next_change_at",
+    "anomalies",
+)
+
+Key = tuple[str, str]
+Row = dict[str, Any]
+
+
+class Catalog(Protocol):
+    """Where the projector finds an item's limits (a `Deployment` is one)."""
+
+    def limits(self, code: str) -> Limits:
+        """The item's limits; raises `LookupError` for an unknown code."""
+        ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(keys: Iterable[Key], size: int) -> Iterator[list[Key]]:
+    chunk: list[Key] = []
+    for key in keys:
+        chunk.append(key)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _by_department(keys: Sequence[Key]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for department, case_id in keys:
+        grouped[department].append(case_id)
+    return grouped
+
+
+def _upsert_case(engine: Engine) -> Insert:
+    """``INSERT INTO cases ... ON CONFLICT (department, case_id) DO UPDATE`` for the dialect."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        pg = postgresql.insert(tables.cases)
+        columns = {c: pg.excluded[c] for c in (*DERIVED, "updated_at")}
+        return pg.on_conflict_do_update(index_elements=["department", "case_id"], set_=columns)
+    if name == "sqlite":
+        lite = sqlite.insert(tables.cases)
+        columns = {c: lite.excluded[c] for c in (*DERIVED, "updated_at")}
+        return lite.on_conflict_do_update(index_elements=["department", "case_id"], set_=columns)
+    raise NotImplementedError(f"esup stores cases in SQLite or PostgreSQL, not {name!r}")
+
+
+def _insert_card(engine: Engine) -> Insert:
+    """``INSERT INTO cards ... ON CONFLICT (department, case_id, level) DO NOTHING``."""
+    columns = ["department", "case_id", "level"]
+    name = engine.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(tables.cards).on_conflict_do_nothing(index_elements=columns)
+    if name == "sqlite":
+        return sqlite.insert(tables.cards).on_conflict_do_nothing(index_elements=columns)
+    raise NotImplementedError(f"esup stores cards in SQLite or PostgreSQL, not {name!r}")
+
+
+#: Re-dates, voids or revives one card (executemany); the WHERE names it.
+_SET_CARD = (
+    update(tables.cards)
+    .where(tables.cards.c.department == bindparam("b_department"))
+    .where(tables.cards.c.case_id == bindparam("b_case_id"))
+    .where(tables.cards.c.level == bindparam("b_level"))
+    .values(
+        reached_at=bindparam("b_reached_at"),
+        voided_at=bindparam("b_voided_at"),
+        void_reason=bindparam("b_void_reason"),
+    )
+)
+
+
+def _item_of(events: Sequence[CaseEvent]) -> str:
+    """The case's item: its earliest acceptance's, else its earliest event's (order-free)."""
+    accepted = [e for e in events if e.type == "accepted"]
+    return min(accepted or events, key=lambda e: (e.ts, e.event_id)).item
+
+
+def _invalid_row(item: str, anomalies: int, next_change_at: datetime | None = None) -> Row:
+    row: Row = dict.fromkeys(DERIVED)
+    row.update(item=item, state=INVALID, level=INVALID, anomalies=anomalies)
+    row["next_change_at"] = next_change_at
+    return row
+
+
+class CaseProjector:
+    """Keeps the `cases` and `cards` tables on `engine` up to date with the events.
+
+    `clock` evaluates cases (`Clock.for_deployment`); `catalog` gives each
+    item's limits (the `Deployment`); `now` returns the current instant,
+    timezone-aware. `batch_size` cases are read, evaluated and written per
+    transaction.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        catalog: Catalog,
+        *,
+        now: Callable[[], datetime] = _utcnow,
+        batch_size: int = 1000,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.engine = engine
+        self.clock = clock
+        self.catalog = catalog
+        self.now = now
+        self.batch_size = batch_size
+        self._upsert_case = _upsert_case(engine)
+        self._insert_card = _insert_card(engine)
+
+    # -- the three entry points -------------------------------------------------------
+
+    def refresh(self, keys: Iterable[Key]) -> int:
+        """Re-derive the cases `keys` ((department, case_id) pairs) from all their events.
+
+        A key with no stored event is skipped. Returns how many cases changed.
+        """
+        now = self.now()
+        unique = dict.fromkeys(keys)
+        return sum(self._project(chunk, now) for chunk in _chunks(unique, self.batch_size))
+
+    def advance(self) -> int:
+        """Re-evaluate the cases whose next change (`next_change_at`) is due at `now()`.
+
+        Reads only those cases (an index range scan), so its cost follows the
+        number of due cases, not of open ones. Returns how many changed.
+        """
+        now = self.now()
+        c = tables.cases.c
+        due = select(c.department, c.case_id).where(c.next_change_at <= now)
+        with self.engine.connect() as connection:
+            keys: list[Key] = [(d, i) for d, i in connection.execute(due)]
+        return sum(self._project(chunk, now) for chunk in _chunks(keys, self.batch_size))
+
+    def recompute(self, *, open_only: bool = True, batch_size: int | None = None) -> int:
+        """Re-derive every stored case that is not closed (open and invalid ones), in batches
+        of `batch_size` (default: the projector's), after a catalog or calendar change.
+
+        With `open_only=False` closed cases are recomputed too, and each closed
+        case that changes is logged with its columns before and after.
+        Returns how many cases changed.
+        """
+        size = batch_size or self.batch_size
+        now = self.now()
+        c = tables.cases.c
+        changed = 0
+        last: Key | None = None
+        while True:
+            query = select(c.department, c.case_id).order_by(c.department, c.case_id).limit(size)
+            if open_only:
+                query = query.where(c.state != "closed")
+            if last is not None:
+                query = query.where(
+                    or_(c.department > last[0], and_(c.department == last[0], c.case_id > last[1]))
+                )
+            with self.engine.connect() as connection:
+                keys: list[Key] = [(d, i) for d, i in connection.execute(query)]
+            if not keys:
+                return changed
+            changed += self._project(keys, now, log_closed=not open_only)
+            last = keys[-1]
+
+    # -- one batch --------------------------------------------------------------------
+
+    def _project(self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False) -> int:
+        """Evaluate and write one batch in one transaction; how many cases changed."""
+        with self.engine.begin() as connection:
+            events = self._events(connection, keys)
+            stored = self._stored_cases(connection, keys)
+            derived = self._derive(events, now)
+            rows: list[Row] = []
+            for key, (row, _) in derived.items():
+                before = stored.get(key)
+                if before is not None and all(before[c] == row[c] for c in DERIVED):
+                    continue
+                if log_closed and before is not None and before["state"] == "closed":
+                    diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
+                    logger.info("recompute changed closed case %s/%s: %s", *key, diff)
+                rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
+            if rows:
+                connection.execute(self._upsert_case, rows)
+            self._write_cards(connection, derived, now)
+        return len(rows)
+
+    def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
+        e = tables.events.c
+        found: dict[Key, list[CaseEvent]] = defaultdict(list)
+        for department, case_ids in _by_department(keys).items():
+            query = (
+                select(e.case_id, e.body)
+                .where(e.department == department, e.case_id.in_(case_ids))
+                .order_by(e.id)
+            )
+            for case_id, body in connection.execute(query):
+                source = f"stored event of {department}/{case_id}"
+                found[department, case_id].append(parse_event(json.loads(body), source=source))
+        return found
+
+    def _stored_cases(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, Row]:
+        c = tables.cases.c
+        stored: dict[Key, Row] = {}
+        for department, case_ids in _by_department(keys).items():
+            query = select(c.case_id, *(c[name] for name in DERIVED)).where(
+                c.department == department, c.case_id.in_(case_ids)
+            )
+            for row in connection.execute(query).mappings():
+                stored[department, row["case_id"]] = dict(row)
+        return stored
+
+    def _derive(
+        self, events: dict[Key, list[CaseEvent]], now: datetime
+    ) -> dict[Key, tuple[Row, dict[str, datetime]]]:
+        """Each case's `cases` columns and its cards ({level: reached_at}) at `now`."""
+        out: dict[Key, tuple[Row, dict[str, datetime]]] = {}
+        todo: list[tuple[Key, list[CaseEvent], Limits]] = []
+        for key, case_events in events.items():
+            item = _item_of(case_events)
+            try:
+                limits = self.catalog.limits(item)
+            except LookupError as exc:
+                logger.warning("case %s/%s is invalid: %s", *key, exc)
+                out[key] = (_invalid_row(item, 1), {})
+                continue
+            todo.append((key, case_events, limits))
+        results: list[CaseClock | CalendarRangeError]
+        try:
+            results = list(self.clock.evaluate_many([(ev, lim) for _, ev, lim in todo], now))
+        except CalendarRangeError:  # rare: find the case(s) one by one
+            results = [self._evaluate_one(key, ev, lim, now) for key, ev, lim in todo]
+        for (key, case_events, _), result in zip(todo, results, strict=True):
+            out[key] = self._row(case_events, result, now)
+        return out
+
+    def _evaluate_one(
+        self, key: Key, events: list[CaseEvent], limits: Limits, now: datetime
+    ) -> CaseClock | CalendarRangeError:
+        try:
+            return self.clock.evaluate(events, limits, now)
+        except CalendarRangeError as exc:
+            logger.warning("case %s/%s is invalid: %s", *key, exc)
+            return exc
+
+    @staticmethod
+    def _row(
+        events: list[CaseEvent], result: CaseClock | CalendarRangeError, now: datetime
+    ) -> tuple[Row, dict[str, datetime]]:
+        item = _item_of(events)
+        # Events stamped after `now` (within the allowed clock skew) are not yet
+        # counted: the case must be looked at again when the first of them comes due.
+        pending = min((e.at for e in events if e.at > now), default=None)
+        if isinstance(result, CalendarRangeError):
+            return _invalid_row(item, 1, pending), {}
+        if result.state == INVALID:
+            return _invalid_row(item, len(result.anomalies), pending), {}
+        nxt = result.next_change
+        if pending is not None and (nxt is None or pending < nxt):
+            nxt = pending
+        row: Row = {
+            "item": item,
+            "state": result.state,
+            "level": result.level,
+            "accepted_at": result.accepted_at,
+            "closed_at": result.closed_at,
+            "outcome": result.outcome,
+            "timeliness": result.timeliness,
+            "promised_due": result.promised_due,
+            "legal_due": result.legal_due,
+            "card": result.card,
+            "next_change_at": nxt,
+            "anomalies": len(result.anomalies),
+        }
+        return row, {card.level: card.at for card in result.cards}
+
+    def _write_cards(
+        self,
+        connection: Connection,
+        derived: dict[Key, tuple[Row, dict[str, datetime]]],
+        now: datetime,
+    ) -> None:
+        """Bring the batch's `cards` rows in line with the clock (see the module docstring)."""
+        k = tables.cards.c
+        stored: dict[Key, dict[str, tuple[datetime, str | None]]] = defaultdict(dict)
+        for department, case_ids in _by_department(list(derived)).items():
+            query = select(k.case_id, k.level, k.reached_at, k.void_reason).where(
+                k.department == department, k.case_id.in_(case_ids)
+            )
+            for case_id, level, reached_at, reason in connection.execute(query):
+                stored[department, case_id][level] = (reached_at, reason)
+        new: list[Row] = []
+        changes: list[Row] = []
+        for (department, case_id), (_, cards) in derived.items():
+            have = stored.get((department, case_id), {})
+            for level in CARD_LEVELS:
+                reached = cards.get(level)
+                old = have.get(level)
+                if reached is not None and old is None:
+                    new.append(
+                        {
+                            "department": department,
+                            "case_id": case_id,
+                            "level": level,
+                            "reached_at": reached,
+                        }
+                    )
+                    continue
+                if old is None:
+                    continue
+                old_at, reason = old
+                if reached is not None and (
+                    reason == SUPERSEDED or (reason is None and old_at != reached)
+                ):
+                    changes.append(_card_change(department, case_id, level, reached, None, None))
+                elif reached is None and reason is None:
+                    logger.info("card %s of case %s/%s superseded", level, department, case_id)
+                    changes.append(
+                        _card_change(department, case_id, level, old_at, now, SUPERSEDED)
+                    )
+        if new:
+            connection.execute(self._insert_card, new)
+        if changes:
+            connection.execute(_SET_CARD, changes)
+
+
+def _card_change(
+    department: str,
+    case_id: str,
+    level: str,
+    reached_at: datetime,
+    voided_at: datetime | None,
+    reason: str | None,
+) -> Row:
+    return {
+        "b_department": department,
+        "b_case_id": case_id,
+        "b_level": level,
+        "b_reached_at": reached_at,
+        "b_voided_at": voided_at,
+        "b_void_reason": reason,
+    }

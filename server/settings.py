@@ -1,0 +1,78 @@
+"""The server's settings: one YAML file, read into a frozen `ServerSettings`.
+
+    load_settings(path) -> ServerSettings
+
+Every key is optional; config/server.yaml is a documented example. A relative
+`config_dir` is taken relative to the folder that holds the settings file; the
+`database` URL is used as written (a relative SQLite path is relative to the
+server's working directory, as for the other `esup-server` commands).
+Problems are reported all at once as `ConfigErrors`, each naming the file, the
+key and the offending value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
+
+from casework.configfiles import config_errors, read_yaml
+from casework.errors import ConfigError, ConfigErrors
+from server.store.database import DEFAULT_URL
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Listen", "ServerSettings", "load_settings"]
+
+#: The largest request body the ingest accepts by default, before and after gzip: 8 MiB.
+DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Listen(_Model):
+    """Where the HTTP server listens: a host name or address and a TCP port."""
+
+    host: Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1)] = (
+        "127.0.0.1"
+    )
+    port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 8470
+
+
+class ServerSettings(_Model):
+    """The server's settings; every value has a production default.
+
+    `max_body_bytes` caps a request body as sent and, for a gzip body, also
+    once decompressed. `clock_skew_seconds` is how far past the server's clock
+    an event's `at` may lie before the event is rejected.
+    """
+
+    database: Annotated[str, Strict(), StringConstraints(min_length=1)] = DEFAULT_URL
+    config_dir: Path = Path("config")
+    listen: Listen = Listen()
+    max_body_bytes: Annotated[int, Strict(), Field(ge=1)] = DEFAULT_MAX_BODY_BYTES
+    clock_skew_seconds: Annotated[int, Strict(), Field(ge=0)] = 300
+
+
+def load_settings(path: Path) -> ServerSettings:
+    """Read the settings file at `path`; a relative `config_dir` is resolved against its folder.
+
+    Raises `ConfigErrors` naming the file, key and value of every problem (a
+    missing or unreadable file, invalid YAML, an unknown key, a wrong value).
+    """
+    path = Path(path)
+    errors: list[ConfigError] = []
+    data = read_yaml(path, errors)
+    if data is None:
+        if errors and "missing" in errors[0].problem:
+            problem = "the settings file is missing; config/server.yaml is an example"
+            errors = [ConfigError(str(path), "", str(path), problem)]
+        raise ConfigErrors(errors)
+    try:
+        settings = ServerSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(config_errors(str(path), ServerSettings, data, exc)) from None
+    if not settings.config_dir.is_absolute():
+        settings = settings.model_copy(update={"config_dir": path.parent / settings.config_dir})
+    return settings
