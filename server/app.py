@@ -18,9 +18,13 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
+from casework.clock import Clock
 from casework.config import Deployment
 from casework.configfiles import load_config
 from server.api import health, ingest
+from server.api.cases import cases_router
+from server.api.catalog import catalog_router
+from server.api.figures import rates_router
 from server.ingest import Ingestor, OnAccepted
 from server.settings import ServerSettings
 from server.store.database import make_engine
@@ -91,6 +95,10 @@ def create_app(
     )
     app.include_router(ingest.router)
     app.include_router(health.router)
+    clock = Clock.for_deployment(deployment)
+    app.include_router(cases_router(db, deployment, clock, now))
+    app.include_router(catalog_router(deployment, clock.calendar))
+    app.include_router(rates_router(db, deployment))
 
     @app.middleware("http")
     async def log_request(
