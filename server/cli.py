@@ -7,7 +7,9 @@
     esup-server token revoke --agent NAME [--database URL]
 
 `run` serves the HTTP API with the settings in FILE (config/server.yaml is
-an example); it migrates the embedded SQLite database itself, and refuses to
+an example) and, every `advance_seconds`, advances the levels of the cases
+whose next change has come (once across all servers sharing a PostgreSQL
+database; see server/jobs.py); it migrates the embedded SQLite database itself, and refuses to
 start on a PostgreSQL database that `db upgrade` has not brought up to date.
 `--database` defaults to the embedded SQLite file ``var/esup.db`` under the
 working directory. Problems are printed to stderr as whole sentences; the
@@ -23,6 +25,7 @@ import difflib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Final
 
@@ -147,6 +150,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from casework.clock import Clock
     from server.app import create_app
     from server.cases import CaseProjector
+    from server.jobs import AdvanceJob, start_scheduler
 
     settings = load_settings(args.config)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -158,6 +162,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             check_current(engine)  # several servers may share it: an operator migrates
         # Readiness probes read the revision; the migration context need not say so each time.
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+        # The job logs each run itself; the scheduler's own line per run adds nothing.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         # Every accepted batch updates the state of its cases, derived by the server.
         deployment = load_config(settings.config_dir)
         projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
@@ -170,13 +176,21 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             file=out,
             flush=True,
         )
-        uvicorn.run(
-            app,
-            host=settings.listen.host,
-            port=settings.listen.port,
-            log_config=None,
-            access_log=False,  # the app logs one line per request itself
+        job = AdvanceJob.for_engine(
+            engine, projector.advance, interval=timedelta(seconds=settings.advance_seconds)
         )
+        scheduler = start_scheduler(job)
+        try:
+            uvicorn.run(
+                app,
+                host=settings.listen.host,
+                port=settings.listen.port,
+                log_config=None,
+                access_log=False,  # the app logs one line per request itself
+            )
+        finally:
+            job.stop()  # a run holding the lock lets go at once
+            scheduler.shutdown(wait=True)
     finally:
         engine.dispose()
     return 0

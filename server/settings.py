@@ -45,7 +45,8 @@ class ServerSettings(_Model):
 
     `max_body_bytes` caps a request body as sent and, for a gzip body, also
     once decompressed. `clock_skew_seconds` is how far past the server's clock
-    an event's `at` may lie before the event is rejected.
+    an event's `at` may lie before the event is rejected. `advance_seconds`
+    is the interval of the job that advances case levels as time passes.
     """
 
     database: Annotated[str, Strict(), StringConstraints(min_length=1)] = DEFAULT_URL
@@ -53,6 +54,7 @@ class ServerSettings(_Model):
     listen: Listen = Listen()
     max_body_bytes: Annotated[int, Strict(), Field(ge=1)] = DEFAULT_MAX_BODY_BYTES
     clock_skew_seconds: Annotated[int, Strict(), Field(ge=0)] = 300
+    advance_seconds: Annotated[int, Strict(), Field(ge=1)] = 60
 
 
 def load_settings(path: Path) -> ServerSettings:
