@@ -24,7 +24,7 @@ from casework.clock import Clock
 from casework.config import Deployment
 from casework.configfiles import load_config
 from casework.events import CaseEvent
-from server.api.cases import MAX_LIMIT, CursorError, cases_router, decode_cursor, encode_cursor
+from server.api.cases import MAX_LIMIT, CursorError, decode_cursor, encode_cursor
 from server.api.catalog import FORMAT, catalog_router, etag_matches
 from server.app import create_app
 from server.cases import CaseProjector
@@ -54,8 +54,6 @@ def local(text: str) -> datetime:
 
 def make_app(engine: Engine) -> FastAPI:
     app = create_app(ServerSettings(), engine=engine, deployment=deployment(), now=lambda: NOW)
-    app.include_router(cases_router(engine, deployment(), clock(), lambda: NOW))
-    app.include_router(catalog_router(deployment(), clock().calendar))
     return app
 
 

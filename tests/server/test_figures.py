@@ -23,7 +23,6 @@ from casework.clock import Clock
 from casework.config import Deployment
 from casework.configfiles import load_config
 from casework.events import CaseEvent
-from server.api.figures import rates_router
 from server.app import create_app
 from server.cases import CaseProjector
 from server.figures import (
@@ -410,7 +409,6 @@ def _drop_tables(url: str) -> None:
 def client(migrated: Engine, deployment: Deployment) -> Iterator[TestClient]:
     insert_rows(migrated, *seed_rows())
     app = create_app(ServerSettings(), engine=migrated, deployment=deployment)
-    app.include_router(rates_router(migrated, deployment))
     with TestClient(app) as test_client:
         yield test_client
 
