@@ -3,7 +3,8 @@
     refresh(keys)      re-derive the named cases (after their events arrived)
     advance()          the scheduled job: only the cases whose next change is due
     recompute(...)     every open case, in batches (after a catalog or calendar change);
-                       closed cases too only when asked, each change logged
+                       closed cases too only when asked, each change logged; an
+                       optional `progress` callback sees a `Recomputed` after each batch
 
 The server never trusts a level an agent computed: a case's row in `cases` is
 always `Clock.evaluate` over *all* its stored events, at the projector's
@@ -34,6 +35,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -46,7 +48,7 @@ from casework.events import CaseEvent
 from casework.wire import parse_event
 from server.store import tables
 
-__all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key"]
+__all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key", "Recomputed"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,17 @@ DERIVED: Final = (
 
 Key = tuple[str, str]
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Recomputed:
+    """How far a `CaseProjector.recompute` has got: batches and cases read so far, how
+    many of those cases changed, and how many of the changed ones are closed."""
+
+    batches: int = 0
+    looked_at: int = 0
+    changed: int = 0
+    closed_changed: int = 0
 
 
 class Catalog(Protocol):
@@ -209,18 +222,25 @@ class CaseProjector:
             keys: list[Key] = [(d, i) for d, i in connection.execute(due)]
         return sum(self._project(chunk, now) for chunk in _chunks(keys, self.batch_size))
 
-    def recompute(self, *, open_only: bool = True, batch_size: int | None = None) -> int:
+    def recompute(
+        self,
+        *,
+        open_only: bool = True,
+        batch_size: int | None = None,
+        progress: Callable[[Recomputed], None] | None = None,
+    ) -> int:
         """Re-derive every stored case that is not closed (open and invalid ones), in batches
         of `batch_size` (default: the projector's), after a catalog or calendar change.
 
         With `open_only=False` closed cases are recomputed too, and each closed
         case that changes is logged with its columns before and after.
+        `progress`, if given, is called after every batch with the totals so far.
         Returns how many cases changed.
         """
         size = batch_size or self.batch_size
         now = self.now()
         c = tables.cases.c
-        changed = 0
+        done = Recomputed()
         last: Key | None = None
         while True:
             query = select(c.department, c.case_id).order_by(c.department, c.case_id).limit(size)
@@ -233,14 +253,29 @@ class CaseProjector:
             with self.engine.connect() as connection:
                 keys: list[Key] = [(d, i) for d, i in connection.execute(query)]
             if not keys:
-                return changed
-            changed += self._project(keys, now, log_closed=not open_only)
+                return done.changed
+            changed, closed = self._project_counted(keys, now, log_closed=not open_only)
+            done = Recomputed(
+                done.batches + 1,
+                done.looked_at + len(keys),
+                done.changed + changed,
+                done.closed_changed + closed,
+            )
+            if progress is not None:
+                progress(done)
             last = keys[-1]
 
     # -- one batch --------------------------------------------------------------------
 
     def _project(self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False) -> int:
         """Evaluate and write one batch in one transaction; how many cases changed."""
+        return self._project_counted(keys, now, log_closed=log_closed)[0]
+
+    def _project_counted(
+        self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False
+    ) -> tuple[int, int]:
+        """`_project`, also counting the changed cases that were stored as closed."""
+        closed = 0
         with self.engine.begin() as connection:
             events = self._events(connection, keys)
             stored = self._stored_cases(connection, keys)
@@ -250,14 +285,16 @@ class CaseProjector:
                 before = stored.get(key)
                 if before is not None and all(before[c] == row[c] for c in DERIVED):
                     continue
-                if log_closed and before is not None and before["state"] == "closed":
-                    diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
-                    logger.info("recompute changed closed case %s/%s: %s", *key, diff)
+                if before is not None and before["state"] == "closed":
+                    closed += 1
+                    if log_closed:
+                        diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
+                        logger.info("recompute changed closed case %s/%s: %s", *key, diff)
                 rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
             if rows:
                 connection.execute(self._upsert_case, rows)
             self._write_cards(connection, derived, now)
-        return len(rows)
+        return len(rows), closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
         e = tables.events.c

@@ -1,6 +1,7 @@
 """The `esup-server` command.
 
     esup-server run --config FILE
+    esup-server recompute --config FILE [--closed]
     esup-server db upgrade [--database URL]
     esup-server token create --agent NAME --departments A,B [--config DIR] [--database URL]
     esup-server token list [--database URL]
@@ -11,6 +12,9 @@ an example) and, every `advance_seconds`, advances the levels of the cases
 whose next change has come (once across all servers sharing a PostgreSQL
 database; see server/jobs.py); it migrates the embedded SQLite database itself, and refuses to
 start on a PostgreSQL database that `db upgrade` has not brought up to date.
+Before serving, `run` recomputes the open cases if the catalog, calendar or time
+zone changed since the cases were last computed (see server/reconfigure.py);
+`recompute` does so on demand, with `--closed` for closed cases too.
 `--database` defaults to the embedded SQLite file ``var/esup.db`` under the
 working directory. Problems are printed to stderr as whole sentences; the
 exit status is 0 on success, 1 when the database or a token refuses the
@@ -75,6 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server's settings file (example: config/server.yaml)",
     )
     run.set_defaults(handler=_run)
+
+    recompute = commands.add_parser(
+        "recompute",
+        help="recompute the cases with the current configuration",
+        description="Recompute every open case with the catalog and calendar of the settings' "
+        "configuration directory, and record that configuration as the one the cases follow. "
+        "With --closed, closed cases too; each closed case that changes is logged before "
+        "and after.",
+    )
+    recompute.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the server's settings file (example: config/server.yaml)",
+    )
+    recompute.add_argument(
+        "--closed",
+        action="store_true",
+        help="recompute closed cases too (their timeliness and cards may change)",
+    )
+    recompute.set_defaults(handler=_recompute)
 
     db = commands.add_parser("db", help="manage the database", description="Manage the database.")
     db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -151,6 +177,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from server.app import create_app
     from server.cases import CaseProjector
     from server.jobs import AdvanceJob, start_scheduler
+    from server.reconfigure import clock_fingerprint, recompute_on_start
 
     settings = load_settings(args.config)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -167,6 +194,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         # Every accepted batch updates the state of its cases, derived by the server.
         deployment = load_config(settings.config_dir)
         projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
+        # Cases computed with another catalog or calendar are brought up to date first.
+        recompute_on_start(projector, clock_fingerprint(deployment))
         app = create_app(
             settings, engine=engine, deployment=deployment, on_accepted=projector.refresh
         )
@@ -193,6 +222,32 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             scheduler.shutdown(wait=True)
     finally:
         engine.dispose()
+    return 0
+
+
+def _recompute(args: argparse.Namespace, out: IO[str]) -> int:
+    from casework.clock import Clock
+    from server.cases import CaseProjector
+    from server.reconfigure import clock_fingerprint, recompute_cases
+
+    settings = load_settings(args.config)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    deployment = load_config(settings.config_dir)
+    engine = make_engine(settings.database)
+    try:
+        check_current(engine)
+        projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
+        fingerprint = clock_fingerprint(deployment)
+        done = recompute_cases(projector, fingerprint, closed=args.closed)
+    finally:
+        engine.dispose()
+    which = "every case" if args.closed else "the open cases"
+    print(
+        f"Recomputed {which}: {done.looked_at} looked at, {done.changed} changed,"
+        f" {done.closed_changed} of them closed.",
+        file=out,
+    )
+    print(f"The cases now follow the configuration {fingerprint[:12]}.", file=out)
     return 0
 
 

@@ -12,6 +12,8 @@
                 its next change (indexed: the level-advancing job selects on it)
     cards       every card (warning, yellow, red) a case reached, with the instant; one
                 row per (case, level), never deleted, only voided
+    server_state  small facts the servers keep about themselves, by key (the
+                fingerprint of the configuration the cases were last computed with)
 
 Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
 (``timestamptz``) and as UTC on SQLite, and always read back as an aware
@@ -48,6 +50,7 @@ __all__ = [
     "metadata",
     "quarantine",
     "seq_gaps",
+    "server_state",
     "streams",
     "tokens",
 ]
@@ -187,4 +190,12 @@ cards = Table(
     Column("void_reason", Text(), nullable=True),
     UniqueConstraint("department", "case_id", "level"),
     Index(None, "reached_at"),
+)
+
+server_state = Table(
+    "server_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
