@@ -1,10 +1,11 @@
 # One command each: `make test` (lint, types, the whole suite), `make check`
-# (lint and types only), `make bench` (benchmarks, printed ratios).
+# (lint and types only), `make bench` and `make bench-server` (benchmarks,
+# printed ratios).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test check fmt bench clean
+.PHONY: test check fmt bench bench-server clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,15 @@ fmt: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/clock.py
+
+# The server's benchmarks, on SQLite and on the PostgreSQL at 127.0.0.1:5432.
+bench-server: $(BIN)/.installed
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --postgres
+	$(BIN)/python bench/figures.py
+	$(BIN)/python bench/figures.py --postgres
+	$(BIN)/python bench/advance.py
+	$(BIN)/python bench/advance.py --postgres
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,391 @@
+"""Benchmark of ingest over HTTP against raw storage of the same rows.
+
+Starts a real ``esup-server run`` on a fresh database (SQLite, or PostgreSQL
+with ``--postgres``), posts seeded events in batches of 1,000 as JSON Lines
+from one keep-alive client, and reports events per second end to end. The
+baseline stores the same rows in a table of the same shape with the database's
+fastest plain path: ``sqlite3`` ``executemany`` (SQLite) or ``COPY`` through
+psycopg (PostgreSQL), one transaction per batch, measured in the same run.
+A third row runs the same application without the case projection
+(``on_accepted=None``) in a server process of its own, to show its share.
+
+    python bench/ingest.py [--postgres] [--events N] [--batch B] [--seed S]
+                           [--repeat R] [--strict]
+
+Times are wall-clock (the server is another process; on PostgreSQL the
+database is a third). Exit status: 2 when the server did not accept every
+event or stored a different number of rows than the baseline, 1 when a
+target is missed and ``--strict`` is given, else 0. See docs/benchmarks.md,
+"Ingest".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from rich.console import Console
+from rich.table import Table
+from scratch import CONFIG, reference_city, scratch_database, verdict
+from sqlalchemy import func, select
+
+from server.store import tables
+from server.store.database import make_engine
+from server.store.migrate import upgrade_engine
+from server.store.tokens import TokenStore
+
+TARGET_RATE = 50_000  # events/s end to end
+TARGET_RATIO = 0.3  # of the raw storage rate
+CST = timezone(timedelta(hours=8))
+AGENT = "bench-agent"
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    body: bytes  # JSON Lines, as posted
+    rows: list[tuple[Any, ...]]  # the same events as `events` rows, for the baseline
+
+
+def make_batches(n_events: int, batch: int, seed: int) -> list[Batch]:
+    """Seeded events of cases accepted in 2026 and, for most, completed a few days later.
+
+    Each case's events go in the same batch, so each batch names ~batch/2 cases;
+    `seq` runs 1, 2, 3... for the agent, as a real agent sends it.
+    """
+    rng = random.Random(seed)
+    _, departments = reference_city()
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=CST)
+    received = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    batches: list[Batch] = []
+    seq = 0
+    case_no = 0
+    while seq < n_events:
+        lines: list[str] = []
+        rows: list[tuple[Any, ...]] = []
+        while len(lines) < batch and seq < n_events:
+            case_no += 1
+            department, items = rng.choice(departments)
+            item = rng.choice(items)
+            case_id = f"C{case_no:09d}"
+            accepted = start + timedelta(minutes=rng.randrange(300 * 24 * 60))
+            kinds = [("accepted", accepted)]
+            if len(lines) + 1 < batch and seq + 1 < n_events:
+                kinds.append(("completed", accepted + timedelta(days=rng.randrange(1, 20))))
+            for type_, at in kinds:
+                seq += 1
+                event = {
+                    "event_id": f"{case_id}-{type_}",
+                    "seq": seq,
+                    "case_id": case_id,
+                    "department": department,
+                    "item": item,
+                    "type": type_,
+                    "at": at.isoformat(),
+                }
+                line = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+                lines.append(line)
+                at_utc = at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+                ids = (department, event["event_id"], case_id, item, type_)
+                rows.append((*ids, at_utc, seq, AGENT, received, line))
+        batches.append(Batch("\n".join(lines).encode("utf-8"), rows))
+    return batches
+
+
+# -- the server under test -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command() -> list[str]:
+    script = Path(sys.executable).parent / "esup-server"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+
+
+@contextmanager
+def running_server(folder: Path, database: str, projection: bool) -> Iterator[tuple[str, int]]:
+    """(base URL, pid) of a ready server on `database`: ``esup-server run`` when `projection`,
+    else this script's ``--serve-without-projection`` (the same app, ``on_accepted=None``)."""
+    port = free_port()
+    config = folder / f"server-{port}.yaml"
+    config.write_text(
+        f"database: {database}\nconfig_dir: {CONFIG}\n"
+        f"listen: {{host: 127.0.0.1, port: {port}}}\nadvance_seconds: 3600\n",
+        encoding="utf-8",
+    )
+    if projection:
+        command = [*server_command(), "run", "--config", str(config)]
+    else:
+        command = [sys.executable, __file__, "--serve-without-projection", str(config)]
+    log = (folder / f"server-{port}.log").open("w+", encoding="utf-8")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"the server exited early:\n{log.read()}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server was not ready within 60 s")
+            time.sleep(0.05)
+        yield base, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def serve_without_projection(config: Path) -> int:
+    """The app of ``esup-server run`` with no case projection and no advancing job."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.settings import load_settings
+
+    settings = load_settings(config)
+    engine = make_engine(settings.database)
+    app = create_app(settings, engine=engine, on_accepted=None)
+    uvicorn.run(
+        app, host=settings.listen.host, port=settings.listen.port, log_config=None, access_log=False
+    )
+    engine.dispose()
+    return 0
+
+
+def process_cpu(pid: int) -> float:
+    """User plus system CPU seconds of process `pid` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    stored: int
+
+
+def post_all(url: str, batches: Sequence[Batch], token: str, server_pid: int) -> Run:
+    """Post every batch in order over one keep-alive connection; check each was accepted."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    accepted = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        client.get("/healthz")  # open the connection before timing
+        cpu0, server0 = time.process_time(), process_cpu(server_pid)
+        start = time.perf_counter()
+        for batch in batches:
+            response = client.post("/api/v1/events", content=batch.body)
+            response.raise_for_status()
+            accepted += response.json()["accepted"]
+        seconds = time.perf_counter() - start
+        cpu, server = time.process_time() - cpu0, process_cpu(server_pid) - server0
+    return Run(seconds, cpu, server, accepted)
+
+
+def ingest_over_http(
+    kind: str, folder: Path, batches: Sequence[Batch], projection: bool, name: str
+) -> tuple[Run, int]:
+    """One run on a fresh database: (timing, rows in `events` afterwards)."""
+    with scratch_database(kind, folder, name) as url:
+        engine = make_engine(url)
+        try:
+            upgrade_engine(engine)
+            codes = [code for code, _ in reference_city()[1]]
+            token = TokenStore(engine).create(AGENT, codes)
+            with running_server(folder, url, projection) as (base, pid):
+                run = post_all(base, batches, token, pid)
+            with engine.connect() as connection:
+                rows = connection.execute(select(func.count()).select_from(tables.events))
+                return run, int(rows.scalar_one())
+        finally:
+            engine.dispose()
+
+
+# -- baselines -------------------------------------------------------------------------------
+
+COLUMNS = "department, event_id, case_id, item, type, at, seq, source_agent, received_at, body"
+
+
+def raw_sqlite(folder: Path, batches: Sequence[Batch], name: str) -> tuple[float, int]:
+    """`executemany` of every batch's rows into an `events` table made by the migrations."""
+    path = folder / f"{name}.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_engine(engine)
+    engine.dispose()
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    insert = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    start = time.perf_counter()
+    for batch in batches:
+        connection.execute("BEGIN")
+        connection.executemany(insert, batch.rows)
+        connection.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    stored = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+    connection.close()
+    return seconds, stored
+
+
+def raw_postgres(folder: Path, batches: Sequence[Batch], name: str) -> tuple[float, int]:
+    """``COPY`` of every batch's rows into an `events` table made by the migrations."""
+    with scratch_database("postgresql", folder, name) as url:
+        engine = make_engine(url)
+        upgrade_engine(engine)
+        engine.dispose()
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        # COPY takes timestamps with an offset; the rows carry naive UTC.
+        pg_batches = [
+            [(*r[:5], r[5] + "+00", r[6], r[7], r[8] + "+00", r[9]) for r in b.rows]
+            for b in batches
+        ]
+        with psycopg.connect(dsn) as connection:
+            start = time.perf_counter()
+            for rows in pg_batches:
+                with (
+                    connection.cursor() as cursor,
+                    cursor.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy,
+                ):
+                    for row in rows:
+                        copy.write_row(row)
+                connection.commit()
+            seconds = time.perf_counter() - start
+            stored = connection.execute("SELECT count(*) FROM events").fetchone()
+        return seconds, int(stored[0]) if stored else 0
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
+    parser.add_argument("--events", type=_count, default=50_000, help="events posted per run")
+    parser.add_argument("--batch", type=_count, default=1_000, help="events per request")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=_count, default=1, help="timed runs; the best counts")
+    parser.add_argument(
+        "--skip-no-projection",
+        dest="without_projection",
+        action="store_false",
+        help="skip the row without the case projection",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--serve-without-projection", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_without_projection:
+        return serve_without_projection(args.serve_without_projection)
+    out = Console(highlight=False, width=120)
+    kind = "postgresql" if args.postgres else "sqlite"
+
+    started = time.perf_counter()
+    batches = make_batches(args.events, args.batch, args.seed)
+    n = sum(len(b.rows) for b in batches)
+    size = sum(len(b.body) for b in batches)
+    out.print(
+        f"built {n:,} events in {len(batches):,} batches ({size / len(batches) / 1024:.0f} KiB "
+        f"each) in {time.perf_counter() - started:.1f} s (seed {args.seed}); database {kind}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="esup-bench-") as tmp:
+        folder = Path(tmp)
+        raw = raw_postgres if args.postgres else raw_sqlite
+        base_runs = [raw(folder, batches, f"raw{i}") for i in range(args.repeat)]
+        base_s, base_rows = min(base_runs)
+        http: list[tuple[str, Run, int]] = []
+        variants = [(True, "esup over HTTP, with case projection")]
+        if args.without_projection:
+            variants.append((False, "esup over HTTP, no projection"))
+        for projection, label in variants:
+            runs = [
+                ingest_over_http(kind, folder, batches, projection, f"http{int(projection)}{i}")
+                for i in range(args.repeat)
+            ]
+            run, stored = min(runs, key=lambda r: r[0].seconds)
+            http.append((label, run, stored))
+
+    for label, run, stored in http:
+        if run.stored != n or stored != base_rows:
+            print(
+                f"{label}: {run.stored:,} events accepted and {stored:,} rows stored, "
+                f"but {n:,} were posted and the baseline stored {base_rows:,}",
+                file=sys.stderr,
+            )
+            return 2
+
+    base_rate = n / base_s
+    baseline_name = "baseline: sqlite3 executemany" if kind == "sqlite" else "baseline: COPY"
+    table = Table(title=f"Ingest into {kind}: batches of {args.batch:,}, best of {args.repeat}")
+    for name in ("implementation", "events", "wall s", "events/s", "× baseline", "server CPU s"):
+        table.add_column(name, justify="left" if name == "implementation" else "right")
+    for label, run, _ in http:
+        rate = n / run.seconds
+        table.add_row(
+            label,
+            f"{n:,}",
+            f"{run.seconds:.2f}",
+            f"{rate:,.0f}",
+            f"{rate / base_rate:.2f}",
+            f"{run.server_cpu:.2f}",
+        )
+    table.add_row(baseline_name, f"{n:,}", f"{base_s:.2f}", f"{base_rate:,.0f}", "1.00", "")
+    out.print(table)
+    for label, run, _ in http:
+        out.print(
+            f"{label}: client CPU {run.client_cpu:.2f} s, server process CPU {run.server_cpu:.2f} "
+            f"s ({run.server_cpu / run.seconds:.0%} of a core) over {run.seconds:.2f} s"
+        )
+
+    rate = n / http[0][1].seconds
+    ok = verdict(f"ingest {kind} >= {TARGET_RATE:,} events/s", rate >= TARGET_RATE, f"{rate:,.0f}")
+    ok &= verdict(
+        f"ingest {kind} ratio >= {TARGET_RATIO}",
+        rate / base_rate >= TARGET_RATIO,
+        f"{rate / base_rate:.2f}",
+    )
+    return 1 if args.strict and not ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
