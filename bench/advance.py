@@ -34,7 +34,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from scratch import reference_city, scratch_database, verdict
+from scratch import positive_int, reference_city, scratch_database, verdict
 from sqlalchemy import Engine, func, select, text
 
 from casework.clock import Clock
@@ -167,20 +167,17 @@ def read_due(engine: Engine) -> int:
         return len(connection.execute(query).all())
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
-    parser.add_argument("--cases", type=_count, default=100_000, help="open cases stored")
-    parser.add_argument("--due", type=_count, default=1_000, help="of those, due at the instant")
+    parser.add_argument("--cases", type=positive_int, default=100_000, help="open cases stored")
+    parser.add_argument(
+        "--due", type=positive_int, default=1_000, help="of those, due at the instant"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=_count, default=3, help="timed runs; the best counts")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=3, help="timed runs; the best counts"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.due > args.cases:

@@ -41,7 +41,7 @@ import httpx
 import psycopg
 from rich.console import Console
 from rich.table import Table
-from scratch import CONFIG, reference_city, scratch_database, verdict
+from scratch import CONFIG, positive_int, reference_city, scratch_database, verdict
 from sqlalchemy import func, select
 
 from server.store import tables
@@ -291,20 +291,15 @@ def raw_postgres(folder: Path, batches: Sequence[Batch], name: str) -> tuple[flo
 # -- main ------------------------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
-    parser.add_argument("--events", type=_count, default=50_000, help="events posted per run")
-    parser.add_argument("--batch", type=_count, default=1_000, help="events per request")
+    parser.add_argument("--events", type=positive_int, default=50_000, help="events posted per run")
+    parser.add_argument("--batch", type=positive_int, default=1_000, help="events per request")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=_count, default=1, help="timed runs; the best counts")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=1, help="timed runs; the best counts"
+    )
     parser.add_argument(
         "--skip-no-projection",
         dest="without_projection",

@@ -4,6 +4,7 @@
                                                    dropped (PostgreSQL) when the block ends
     reference_city() -> (Deployment, [(department, [item, ...]), ...])
     verdict(what, ok, measured) -> bool            prints ``target <what>: PASS|FAIL (...)``
+    positive_int(text) -> int                      an argparse type: a count of at least 1
 
 PostgreSQL is the server at 127.0.0.1:5432 (user postgres, trust), reached
 through the maintenance database ``test``, as in the test suite.
@@ -11,6 +12,7 @@ through the maintenance database ``test``, as in the test suite.
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 from collections.abc import Iterator
@@ -63,3 +65,11 @@ def verdict(what: str, ok: bool, measured: str) -> bool:
     """Print the target line the benchmarks end with; return `ok`."""
     print(f"target {what}: {'PASS' if ok else 'FAIL'} (measured {measured})")
     return ok
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from serverprocess import free_port, server_command
 from sqlalchemy import select
 
 from casework.errors import ConfigErrors
@@ -97,21 +95,6 @@ def test_run_refuses_an_invalid_settings_file(
     path = write(tmp_path / "s.yaml", "listen: {port: 0}\n")
     assert main(["run", "--config", str(path)]) == 2
     assert "listen.port" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def server_command() -> list[str]:
-    script = Path(sys.executable).parent / "esup-server"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("esup-server")
-    return [found] if found else [sys.executable, "-m", "server.cli"]
 
 
 def test_run_serves_ingest_and_stops_on_sigterm(tmp_path: Path) -> None:
