@@ -39,7 +39,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Connection, Engine, Insert, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Insert,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
@@ -111,11 +125,45 @@ def _chunks(keys: Iterable[Key], size: int) -> Iterator[list[Key]]:
         yield chunk
 
 
-def _by_department(keys: Sequence[Key]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for department, case_id in keys:
-        grouped[department].append(case_id)
-    return grouped
+#: Builds ``(department, case_id) IN (the keys)`` for one dialect (see `_key_filter`).
+KeyFilter = Callable[[Any, Any, Sequence[Key]], ColumnElement[bool]]
+
+
+def _key_filter(engine: Engine) -> KeyFilter:
+    """``(department, case_id) IN (SELECT ... the keys)``, the keys sent as one or two
+    parameters, so that a whole batch is one statement the database answers through
+    the (department, case_id) index: SQLite reads them from a JSON array
+    (``json_each``), PostgreSQL from two arrays (``unnest``). A plain list of pairs
+    makes SQLite scan the whole table."""
+    name = engine.dialect.name
+    if name == "postgresql":
+
+        def among_pg(department: Any, case_id: Any, keys: Sequence[Key]) -> ColumnElement[bool]:
+            pairs = (
+                func.unnest(
+                    bindparam(None, [d for d, _ in keys], type_=postgresql.ARRAY(String())),
+                    bindparam(None, [i for _, i in keys], type_=postgresql.ARRAY(String())),
+                )
+                .table_valued("department", "case_id")
+                .render_derived(name="pairs")
+            )
+            return tuple_(department, case_id).in_(select(pairs.c.department, pairs.c.case_id))
+
+        return among_pg
+    if name == "sqlite":
+
+        def among_lite(department: Any, case_id: Any, keys: Sequence[Key]) -> ColumnElement[bool]:
+            each = func.json_each(bindparam(None, json.dumps(keys), type_=Text())).table_valued(
+                "value"
+            )
+            pair = (
+                func.json_extract(each.c.value, "$[0]"),
+                func.json_extract(each.c.value, "$[1]"),
+            )
+            return tuple_(department, case_id).in_(select(*pair))
+
+        return among_lite
+    raise NotImplementedError(f"esup stores cases in SQLite or PostgreSQL, not {name!r}")
 
 
 def _upsert_case(engine: Engine) -> Insert:
@@ -197,6 +245,7 @@ class CaseProjector:
         self.batch_size = batch_size
         self._upsert_case = _upsert_case(engine)
         self._insert_card = _insert_card(engine)
+        self._among = _key_filter(engine)
 
     # -- the three entry points -------------------------------------------------------
 
@@ -297,28 +346,32 @@ class CaseProjector:
         return len(rows), closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
+        """Each key's stored events, oldest first; keys with none are left out.
+
+        The cases come grouped by department in the order `keys` first names each
+        department, and within one in the order of their first stored event.
+        """
         e = tables.events.c
+        query = (
+            select(e.department, e.case_id, e.body)
+            .where(self._among(e.department, e.case_id, keys))
+            .order_by(e.id)
+        )
         found: dict[Key, list[CaseEvent]] = defaultdict(list)
-        for department, case_ids in _by_department(keys).items():
-            query = (
-                select(e.case_id, e.body)
-                .where(e.department == department, e.case_id.in_(case_ids))
-                .order_by(e.id)
-            )
-            for case_id, body in connection.execute(query):
-                source = f"stored event of {department}/{case_id}"
-                found[department, case_id].append(parse_event(json.loads(body), source=source))
-        return found
+        for department, case_id, body in connection.execute(query):
+            source = f"stored event of {department}/{case_id}"
+            found[department, case_id].append(parse_event(json.loads(body), source=source))
+        rank = {department: n for n, department in enumerate(dict.fromkeys(d for d, _ in keys))}
+        return dict(sorted(found.items(), key=lambda item: rank[item[0][0]]))
 
     def _stored_cases(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, Row]:
         c = tables.cases.c
+        query = select(c.department, c.case_id, *(c[name] for name in DERIVED)).where(
+            self._among(c.department, c.case_id, keys)
+        )
         stored: dict[Key, Row] = {}
-        for department, case_ids in _by_department(keys).items():
-            query = select(c.case_id, *(c[name] for name in DERIVED)).where(
-                c.department == department, c.case_id.in_(case_ids)
-            )
-            for row in connection.execute(query).mappings():
-                stored[department, row["case_id"]] = dict(row)
+        for row in connection.execute(query).mappings():
+            stored[row["department"], row["case_id"]] = dict(row)
         return stored
 
     def _derive(
@@ -394,12 +447,13 @@ class CaseProjector:
         """Bring the batch's `cards` rows in line with the clock (see the module docstring)."""
         k = tables.cards.c
         stored: dict[Key, dict[str, tuple[datetime, str | None]]] = defaultdict(dict)
-        for department, case_ids in _by_department(list(derived)).items():
-            query = select(k.case_id, k.level, k.reached_at, k.void_reason).where(
-                k.department == department, k.case_id.in_(case_ids)
-            )
-            for case_id, level, reached_at, reason in connection.execute(query):
-                stored[department, case_id][level] = (reached_at, reason)
+        if not derived:
+            return
+        query = select(k.department, k.case_id, k.level, k.reached_at, k.void_reason).where(
+            self._among(k.department, k.case_id, list(derived))
+        )
+        for department, case_id, level, reached_at, reason in connection.execute(query):
+            stored[department, case_id][level] = (reached_at, reason)
         new: list[Row] = []
         changes: list[Row] = []
         for (department, case_id), (_, cards) in derived.items():
