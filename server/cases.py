@@ -5,6 +5,7 @@
     recompute(...)     every open case, in batches (after a catalog or calendar change);
                        closed cases too only when asked, each change logged; an
                        optional `progress` callback sees a `Recomputed` after each batch
+    void_card(...)     void one card for a reason of its own (an upheld appeal)
 
 The server never trusts a level an agent computed: a case's row in `cases` is
 always `Clock.evaluate` over *all* its stored events, at the projector's
@@ -25,8 +26,14 @@ is stored with state and level ``invalid`` (no due dates, no cards, no next
 change) and logged; the rest of the batch goes on. `recompute()` includes
 invalid cases, so fixing the catalog or calendar and recomputing repairs them.
 
+Daily counts. In the same transaction the projector keeps `daily_counts`, what
+the figures add up (server.dailycounts): it adds each changed case's counts as
+now derived and takes away those it had as stored.
+
 Every call returns how many cases' rows changed (any column but `updated_at`).
-Each batch is one transaction; Core statements only.
+Each batch is one transaction; Core statements only. Every writer of `cases`,
+`cards` and `daily_counts` holds the projection lock (`exclusive`): its reads
+are current when it writes, whatever other threads, processes or servers do.
 """
 
 from __future__ import annotations
@@ -60,7 +67,10 @@ from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
 from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
 from casework.wire import parse_event
+from server.dailycounts import PROJECTION_LOCK_KEY, Tally
+from server.dailycounts import write as write_counts
 from server.store import tables
+from server.store.database import exclusive
 
 __all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key", "Recomputed"]
 
@@ -89,6 +99,11 @@ DERIVED: Final = (
 
 Key = tuple[str, str]
 Row = dict[str, Any]
+#: A case's unvoided cards: level -> reached_at.
+Cards = dict[str, datetime]
+
+#: The `cases` columns a case's daily counts depend on (with its unvoided cards).
+COUNTED: Final = ("state", "item", "accepted_at", "closed_at", "outcome", "timeliness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +329,50 @@ class CaseProjector:
                 progress(done)
             last = keys[-1]
 
+    def void_card(self, department: str, case_id: str, level: str, *, reason: str) -> bool:
+        """Void the case's unvoided `level` card for `reason` (an upheld appeal), at `now()`.
+
+        The figures' daily counts change with it, in the same transaction. Such a
+        card stays voided whatever events arrive later. False when the case has
+        no unvoided card of that level.
+        """
+        if not reason or reason == SUPERSEDED:
+            raise ValueError("a card is voided with a reason of its own, not the clock's")
+        c = tables.cases.c
+        k = tables.cards.c
+        key = (department, case_id)
+        with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
+            row = (
+                connection.execute(
+                    select(*(c[name] for name in COUNTED)).where(
+                        c.department == department, c.case_id == case_id
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
+            cards: Cards = {
+                lv: at
+                for lv, at in connection.execute(
+                    select(k.level, k.reached_at).where(
+                        k.department == department, k.case_id == case_id, k.voided_at.is_(None)
+                    )
+                )
+            }
+            if row is None or level not in cards:
+                return False
+            connection.execute(
+                update(tables.cards)
+                .where(k.department == department, k.case_id == case_id, k.level == level)
+                .values(voided_at=self.now(), void_reason=reason)
+            )
+            tally = Tally(self.clock.tz)
+            tally.add_case(-1, key[0], row, cards)
+            tally.add_case(1, key[0], row, {lv: at for lv, at in cards.items() if lv != level})
+            write_counts(connection, tally)
+        logger.info("card %s of case %s/%s voided: %s", level, department, case_id, reason)
+        return True
+
     # -- one batch --------------------------------------------------------------------
 
     def _project(self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False) -> int:
@@ -325,7 +384,7 @@ class CaseProjector:
     ) -> tuple[int, int]:
         """`_project`, also counting the changed cases that were stored as closed."""
         closed = 0
-        with self.engine.begin() as connection:
+        with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
             events = self._events(connection, keys)
             stored = self._stored_cases(connection, keys)
             derived = self._derive(events, now)
@@ -342,7 +401,18 @@ class CaseProjector:
                 rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
             if rows:
                 connection.execute(self._upsert_case, rows)
-            self._write_cards(connection, derived, now)
+            cards_before, cards_after = self._write_cards(connection, derived, now)
+            tally = Tally(self.clock.tz)
+            for key, (row, _) in derived.items():
+                before = stored.get(key)
+                had = cards_before.get(key, {})
+                has = cards_after.get(key, {})
+                if before is not None:
+                    if had == has and all(before[c] == row[c] for c in COUNTED):
+                        continue
+                    tally.add_case(-1, key[0], before, had)
+                tally.add_case(1, key[0], row, has)
+            write_counts(connection, tally)
         return len(rows), closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
@@ -443,17 +513,24 @@ class CaseProjector:
         connection: Connection,
         derived: dict[Key, tuple[Row, dict[str, datetime]]],
         now: datetime,
-    ) -> None:
-        """Bring the batch's `cards` rows in line with the clock (see the module docstring)."""
+    ) -> tuple[dict[Key, Cards], dict[Key, Cards]]:
+        """Bring the batch's `cards` rows in line with the clock (see the module docstring).
+
+        Returns each case's unvoided cards before and after, level -> reached_at.
+        """
         k = tables.cards.c
         stored: dict[Key, dict[str, tuple[datetime, str | None]]] = defaultdict(dict)
+        before: dict[Key, Cards] = defaultdict(dict)
         if not derived:
-            return
-        query = select(k.department, k.case_id, k.level, k.reached_at, k.void_reason).where(
-            self._among(k.department, k.case_id, list(derived))
-        )
-        for department, case_id, level, reached_at, reason in connection.execute(query):
+            return {}, {}
+        query = select(
+            k.department, k.case_id, k.level, k.reached_at, k.voided_at, k.void_reason
+        ).where(self._among(k.department, k.case_id, list(derived)))
+        for department, case_id, level, reached_at, voided_at, reason in connection.execute(query):
             stored[department, case_id][level] = (reached_at, reason)
+            if voided_at is None:
+                before[department, case_id][level] = reached_at
+        after = {key: dict(cards) for key, cards in before.items()}
         new: list[Row] = []
         changes: list[Row] = []
         for (department, case_id), (_, cards) in derived.items():
@@ -470,6 +547,7 @@ class CaseProjector:
                             "reached_at": reached,
                         }
                     )
+                    after.setdefault((department, case_id), {})[level] = reached
                     continue
                 if old is None:
                     continue
@@ -478,15 +556,18 @@ class CaseProjector:
                     reason == SUPERSEDED or (reason is None and old_at != reached)
                 ):
                     changes.append(_card_change(department, case_id, level, reached, None, None))
+                    after.setdefault((department, case_id), {})[level] = reached
                 elif reached is None and reason is None:
                     logger.info("card %s of case %s/%s superseded", level, department, case_id)
                     changes.append(
                         _card_change(department, case_id, level, old_at, now, SUPERSEDED)
                     )
+                    after[department, case_id].pop(level, None)
         if new:
             connection.execute(self._insert_card, new)
         if changes:
             connection.execute(_SET_CARD, changes)
+        return before, after
 
 
 def _card_change(

@@ -176,6 +176,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from casework.clock import Clock
     from server.app import create_app
     from server.cases import CaseProjector
+    from server.dailycounts import ensure_daily_counts
     from server.jobs import AdvanceJob, start_scheduler
     from server.reconfigure import clock_fingerprint, recompute_on_start
 
@@ -196,6 +197,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
         # Cases computed with another catalog or calendar are brought up to date first.
         recompute_on_start(projector, clock_fingerprint(deployment))
+        # The figures add up per local day; built afresh when the zone is new to them.
+        ensure_daily_counts(engine, deployment.settings.zone)
         app = create_app(
             settings, engine=engine, deployment=deployment, on_accepted=projector.refresh
         )
