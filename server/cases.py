@@ -66,11 +66,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
 from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
-from casework.wire import parse_event
 from server.dailycounts import PROJECTION_LOCK_KEY, Tally
 from server.dailycounts import write as write_counts
 from server.store import tables
+from server.store.bulk import Bulk
 from server.store.database import exclusive
+from server.storedevents import stored_event
 
 __all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key", "Recomputed"]
 
@@ -206,6 +207,9 @@ def _insert_card(engine: Engine) -> Insert:
     raise NotImplementedError(f"esup stores cards in SQLite or PostgreSQL, not {name!r}")
 
 
+#: The columns a new card row is written with.
+CARD_COLUMNS: Final = ("department", "case_id", "level", "reached_at")
+
 #: Re-dates, voids or revives one card (executemany); the WHERE names it.
 _SET_CARD = (
     update(tables.cards)
@@ -258,8 +262,10 @@ class CaseProjector:
         self.catalog = catalog
         self.now = now
         self.batch_size = batch_size
-        self._upsert_case = _upsert_case(engine)
-        self._insert_card = _insert_card(engine)
+        dialect = engine.dialect
+        self._upsert_case = Bulk(dialect, _upsert_case(engine), [c.name for c in tables.cases.c])
+        self._insert_card = Bulk(dialect, _insert_card(engine), CARD_COLUMNS)
+        self._set_card = Bulk(dialect, _SET_CARD)
         self._among = _key_filter(engine)
 
     # -- the three entry points -------------------------------------------------------
@@ -281,10 +287,26 @@ class CaseProjector:
         """
         now = self.now()
         c = tables.cases.c
-        due = select(c.department, c.case_id).where(c.next_change_at <= now)
-        with self.engine.connect() as connection:
-            keys: list[Key] = [(d, i) for d, i in connection.execute(due)]
-        return sum(self._project(chunk, now) for chunk in _chunks(keys, self.batch_size))
+        due = (
+            select(c.department, c.case_id, *(c[name] for name in DERIVED))
+            .where(c.next_change_at <= now)
+            .order_by(c.next_change_at)
+            .limit(self.batch_size)
+        )
+        changed = 0
+        seen: set[Key] = set()
+        while True:
+            with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
+                # Read under the lock: these rows are what the batch replaces.
+                stored: dict[Key, Row] = {}
+                for row in connection.execute(due).mappings():
+                    key = (row["department"], row["case_id"])
+                    if key not in seen:
+                        stored[key] = dict(row)
+                if not stored:
+                    return changed
+                seen.update(stored)
+                changed += self._write_batch(connection, list(stored), now, stored)[0]
 
     def recompute(
         self,
@@ -383,36 +405,48 @@ class CaseProjector:
         self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False
     ) -> tuple[int, int]:
         """`_project`, also counting the changed cases that were stored as closed."""
-        closed = 0
         with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
-            events = self._events(connection, keys)
             stored = self._stored_cases(connection, keys)
-            derived = self._derive(events, now)
-            rows: list[Row] = []
-            for key, (row, _) in derived.items():
-                before = stored.get(key)
-                if before is not None and all(before[c] == row[c] for c in DERIVED):
+            return self._write_batch(connection, keys, now, stored, log_closed=log_closed)
+
+    def _write_batch(
+        self,
+        connection: Connection,
+        keys: Sequence[Key],
+        now: datetime,
+        stored: dict[Key, Row],
+        *,
+        log_closed: bool = False,
+    ) -> tuple[int, int]:
+        """Derive the cases `keys` (stored as `stored`, read under the lock) and write them."""
+        closed = 0
+        events = self._events(connection, keys)
+        derived = self._derive(events, now)
+        rows: list[Row] = []
+        for key, (row, _) in derived.items():
+            before = stored.get(key)
+            if before is not None and all(before[c] == row[c] for c in DERIVED):
+                continue
+            if before is not None and before["state"] == "closed":
+                closed += 1
+                if log_closed:
+                    diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
+                    logger.info("recompute changed closed case %s/%s: %s", *key, diff)
+            rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
+        if rows:
+            self._upsert_case.execute(connection, rows)
+        cards_before, cards_after = self._write_cards(connection, derived, now)
+        tally = Tally(self.clock.tz)
+        for key, (row, _) in derived.items():
+            before = stored.get(key)
+            had = cards_before.get(key, {})
+            has = cards_after.get(key, {})
+            if before is not None:
+                if had == has and all(before[c] == row[c] for c in COUNTED):
                     continue
-                if before is not None and before["state"] == "closed":
-                    closed += 1
-                    if log_closed:
-                        diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
-                        logger.info("recompute changed closed case %s/%s: %s", *key, diff)
-                rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
-            if rows:
-                connection.execute(self._upsert_case, rows)
-            cards_before, cards_after = self._write_cards(connection, derived, now)
-            tally = Tally(self.clock.tz)
-            for key, (row, _) in derived.items():
-                before = stored.get(key)
-                had = cards_before.get(key, {})
-                has = cards_after.get(key, {})
-                if before is not None:
-                    if had == has and all(before[c] == row[c] for c in COUNTED):
-                        continue
-                    tally.add_case(-1, key[0], before, had)
-                tally.add_case(1, key[0], row, has)
-            write_counts(connection, tally)
+                tally.add_case(-1, key[0], before, had)
+            tally.add_case(1, key[0], row, has)
+        write_counts(connection, tally)
         return len(rows), closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
@@ -430,7 +464,7 @@ class CaseProjector:
         found: dict[Key, list[CaseEvent]] = defaultdict(list)
         for department, case_id, body in connection.execute(query):
             source = f"stored event of {department}/{case_id}"
-            found[department, case_id].append(parse_event(json.loads(body), source=source))
+            found[department, case_id].append(stored_event(body, source))
         rank = {department: n for n, department in enumerate(dict.fromkeys(d for d, _ in keys))}
         return dict(sorted(found.items(), key=lambda item: rank[item[0][0]]))
 
@@ -563,10 +597,8 @@ class CaseProjector:
                         _card_change(department, case_id, level, old_at, now, SUPERSEDED)
                     )
                     after[department, case_id].pop(level, None)
-        if new:
-            connection.execute(self._insert_card, new)
-        if changes:
-            connection.execute(_SET_CARD, changes)
+        self._insert_card.execute(connection, new)
+        self._set_card.execute(connection, changes)
         return before, after
 
 

@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine, Insert, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store import tables
+from server.store.bulk import Bulk
 from server.store.database import exclusive
 from server.store.state import StateStore
 
@@ -171,11 +172,18 @@ def _add_to_counts(connection: Connection) -> Insert:
     raise NotImplementedError(f"esup keeps its counts in SQLite or PostgreSQL, not {name!r}")
 
 
+_ADDERS: dict[str, Bulk] = {}
+
+
 def write(connection: Connection, tally: Tally) -> int:
     """Add `tally` to `daily_counts` inside the caller's transaction; rows touched."""
     rows = list(tally.rows())
-    if rows:
-        connection.execute(_add_to_counts(connection), rows)
+    name = connection.dialect.name
+    adder = _ADDERS.get(name)
+    if adder is None:
+        columns = ["department", "item", "day", *COUNTS]
+        adder = _ADDERS[name] = Bulk(connection.dialect, _add_to_counts(connection), columns)
+    adder.execute(connection, rows)
     return len(rows)
 
 
