@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -262,11 +263,17 @@ class CaseProjector:
         self.catalog = catalog
         self.now = now
         self.batch_size = batch_size
+        self._configured = threading.Lock()
         dialect = engine.dialect
         self._upsert_case = Bulk(dialect, _upsert_case(engine), [c.name for c in tables.cases.c])
         self._insert_card = Bulk(dialect, _insert_card(engine), CARD_COLUMNS)
         self._set_card = Bulk(dialect, _SET_CARD)
         self._among = _key_filter(engine)
+
+    def reconfigure(self, clock: Clock, catalog: Catalog) -> None:
+        """Derive with `clock` and `catalog` from the next batch on (a reloaded config/)."""
+        with self._configured:
+            self.clock, self.catalog = clock, catalog
 
     # -- the three entry points -------------------------------------------------------
 
@@ -482,12 +489,14 @@ class CaseProjector:
         self, events: dict[Key, list[CaseEvent]], now: datetime
     ) -> dict[Key, tuple[Row, dict[str, datetime]]]:
         """Each case's `cases` columns and its cards ({level: reached_at}) at `now`."""
+        with self._configured:  # one configuration for the whole batch
+            clock, catalog = self.clock, self.catalog
         out: dict[Key, tuple[Row, dict[str, datetime]]] = {}
         todo: list[tuple[Key, list[CaseEvent], Limits]] = []
         for key, case_events in events.items():
             item = _item_of(case_events)
             try:
-                limits = self.catalog.limits(item)
+                limits = catalog.limits(item)
             except LookupError as exc:
                 logger.warning("case %s/%s is invalid: %s", *key, exc)
                 out[key] = (_invalid_row(item, 1), {})
@@ -495,21 +504,12 @@ class CaseProjector:
             todo.append((key, case_events, limits))
         results: list[CaseClock | CalendarRangeError]
         try:
-            results = list(self.clock.evaluate_many([(ev, lim) for _, ev, lim in todo], now))
+            results = list(clock.evaluate_many([(ev, lim) for _, ev, lim in todo], now))
         except CalendarRangeError:  # rare: find the case(s) one by one
-            results = [self._evaluate_one(key, ev, lim, now) for key, ev, lim in todo]
+            results = [_evaluate_one(clock, key, ev, lim, now) for key, ev, lim in todo]
         for (key, case_events, _), result in zip(todo, results, strict=True):
             out[key] = self._row(case_events, result, now)
         return out
-
-    def _evaluate_one(
-        self, key: Key, events: list[CaseEvent], limits: Limits, now: datetime
-    ) -> CaseClock | CalendarRangeError:
-        try:
-            return self.clock.evaluate(events, limits, now)
-        except CalendarRangeError as exc:
-            logger.warning("case %s/%s is invalid: %s", *key, exc)
-            return exc
 
     @staticmethod
     def _row(
@@ -600,6 +600,16 @@ class CaseProjector:
         self._insert_card.execute(connection, new)
         self._set_card.execute(connection, changes)
         return before, after
+
+
+def _evaluate_one(
+    clock: Clock, key: Key, events: list[CaseEvent], limits: Limits, now: datetime
+) -> CaseClock | CalendarRangeError:
+    try:
+        return clock.evaluate(events, limits, now)
+    except CalendarRangeError as exc:
+        logger.warning("case %s/%s is invalid: %s", *key, exc)
+        return exc
 
 
 def _card_change(
