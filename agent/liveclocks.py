@@ -271,12 +271,7 @@ class LiveClocks:
         openstore.add_notice(conn, department, json.dumps(body, ensure_ascii=False), now)
         for level in levels:
             log.warning(
-                "Flag %s raised on case %s/%s (item %s, %s).",
-                level,
-                department,
-                case_id,
-                item,
-                _summary(department, case_id, item, level, state),
+                "Flag %s raised: %s.", level, _summary(department, case_id, item, level, state)
             )
         return state.level, levels, 1
 
@@ -382,7 +377,7 @@ def _summary(department: str, case_id: str, item: str, level: str, state: CaseCl
     due = state.promised_due
     legal = state.legal_due
     what = {
-        "warning": f"{state.remaining_days} working day(s) left",
+        "warning": f"{state.warn_days} working day(s) or fewer left",
         "yellow": "past its promised deadline",
         "red": "past its legal deadline",
         "procedure_overrun": "a special procedure exceeded its requested days",
