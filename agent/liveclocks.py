@@ -148,6 +148,17 @@ class LiveClocks:
         if events:
             self.wake()
 
+    def set_deployment(self, deployment: Deployment, clock: Clock | None = None) -> None:
+        """Clock cases against a new catalog and calendar (agent.catalogcache refreshed
+        them): every open case is evaluated again, in batches, by the loop."""
+        with self._lock:
+            self._deployment = deployment
+            self._clock = clock or Clock.for_deployment(deployment)
+            self._conn.execute("BEGIN IMMEDIATE")
+            openstore.wake_all(self._conn)
+            self._conn.execute("COMMIT")
+        self.wake()
+
     # -- evaluation -----------------------------------------------------------------------
 
     def process_due(self) -> int:

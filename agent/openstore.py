@@ -105,6 +105,11 @@ def mark_due(conn: sqlite3.Connection, cases: Iterable[tuple[str, str, str]]) ->
     )
 
 
+def wake_all(conn: sqlite3.Connection) -> None:
+    """Mark every open case due (the catalog or the calendar changed)."""
+    conn.execute("UPDATE clock_cases SET next_at = 0")
+
+
 def add_events(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, str, str]]) -> None:
     """Store event lines (department, case_id, event_id, line); a repeated event_id is kept once."""
     conn.executemany(

@@ -15,9 +15,20 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from clockfakes import Events, FakeClock, Wakes, core_connection, feed, local, make_clocks
+from clockfakes import (
+    Events,
+    FakeClock,
+    Wakes,
+    clock,
+    core_connection,
+    deployment,
+    feed,
+    local,
+    make_clocks,
+)
 
 from agent.liveclocks import MAX_WAIT_SECONDS
+from casework.config import Deployment
 
 
 def db(tmp_path: Path) -> Path:
@@ -267,3 +278,33 @@ def test_the_thread_wakes_on_committed_events(tmp_path: Path) -> None:
     finally:
         clocks.stop()
     assert [lvl for _, lvl in flags(db(tmp_path))] == ["warning", "yellow", "red"]
+
+
+def test_a_new_catalog_reevaluates_every_open_case(tmp_path: Path) -> None:
+    now = FakeClock("2024-03-05 09:00")
+    clocks = make_clocks(db(tmp_path), now)
+    event = Events()
+    feed(
+        clocks,
+        db(tmp_path),
+        event("accepted", "2024-03-04 10:00"),
+        event("step", "2024-03-05", step="x"),
+    )
+    feed(clocks, db(tmp_path), event("accepted", "2024-03-01 10:00", "C2", item="fgw-777"))
+    clocks.process_due()
+    assert clocks.open_cases() == {("fgw", "normal"): 1, ("fgw", "unknown_item"): 1}
+    # The catalog now knows fgw-777 (1 working day) and promises fgw-001 in 1 day.
+    old = deployment()
+    shorter = old.items[0].model_copy(update={"promised_days": 1})
+    added = old.items[0].model_copy(update={"code": "fgw-777", "promised_days": 1, "sub_items": ()})
+    new = Deployment(
+        directory=old.directory,
+        settings=old.settings,
+        departments=old.departments,
+        items=(shorter, added, *old.items[1:]),
+        calendar=old.calendar,
+    )  # built afresh: a model_copy would keep the old item index
+    clocks.set_deployment(new, clock())
+    assert clocks.process_due() == 2
+    # C1 (due 5 March) is within its warning days; C2 (due 4 March) is past its promise.
+    assert clocks.open_cases() == {("fgw", "warning"): 1, ("fgw", "yellow"): 1}
