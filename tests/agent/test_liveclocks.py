@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import pytest
 from clockfakes import (
@@ -29,6 +31,7 @@ from clockfakes import (
 
 from agent.liveclocks import MAX_WAIT_SECONDS
 from casework.config import Deployment
+from casework.events import CaseEvent
 
 
 def db(tmp_path: Path) -> Path:
@@ -308,3 +311,20 @@ def test_a_new_catalog_reevaluates_every_open_case(tmp_path: Path) -> None:
     assert clocks.process_due() == 2
     # C1 (due 5 March) is within its warning days; C2 (due 4 March) is past its promise.
     assert clocks.open_cases() == {("fgw", "warning"): 1, ("fgw", "yellow"): 1}
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """The core's seam, as agreed: called for each batch of good events put into the outbox."""
+
+    def record(self, conn: sqlite3.Connection, events: Sequence[CaseEvent]) -> None: ...
+
+    def committed(self, events: Sequence[CaseEvent]) -> None: ...
+
+
+def test_live_clocks_are_an_event_sink(tmp_path: Path) -> None:
+    clocks = make_clocks(db(tmp_path), FakeClock("2024-03-05 09:00"))
+    assert isinstance(clocks, EventSink)
+    sink: EventSink = clocks
+    sink.record(core_connection(db(tmp_path)), [])
+    sink.committed([])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import httpx
@@ -156,3 +157,28 @@ def test_a_flag_raised_before_a_crash_is_still_notified_after_it(tmp_path: Path)
     assert body["levels"] == ["warning", "yellow"]
     assert body["contact"] == "13800000000"
     assert "past its promised deadline" in str(body["summary"])
+
+
+def test_the_notifier_thread_sends_what_the_clocks_queue(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    delivered = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        delivered.set()
+        return httpx.Response(204)
+
+    sender = Notifier(
+        NotifySettings(webhook_url=URL),
+        opener(path),
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
+    now = FakeClock("2024-03-13 09:00")
+    clocks = make_clocks(path, now, sender)
+    sender.start()
+    try:
+        feed(clocks, path, Events()("accepted", "2024-03-04 10:00"))
+        clocks.process_due()  # queues the notice and wakes the notifier
+        assert delivered.wait(30), "the notifier thread did not send the notice"
+    finally:
+        sender.stop()
+    assert sender.outcomes["sent"] == 1
