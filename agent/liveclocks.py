@@ -44,9 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent import openstore
 from casework.clock import CaseClock, Clock
 from casework.config import Deployment, UnknownCodeError
-from casework.errors import CalendarRangeError, EventError
+from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
-from casework.wire import dumps_line, parse_json_line
 
 __all__ = [
     "FLAG_LEVELS",
@@ -134,18 +133,23 @@ class LiveClocks:
     # -- the event sink -------------------------------------------------------------------
 
     def record(self, conn: sqlite3.Connection, events: Sequence[CaseEvent]) -> None:
-        """Store a batch's events and mark their cases due, in the caller's transaction."""
-        if not events:
+        """Store a batch's events and mark their cases due, in the caller's transaction.
+
+        Workflow steps are left out: they never move a clock, and they are most
+        of a workflow system's events.
+        """
+        timed = [e for e in events if e.type != "step"]
+        if not timed:
             return
         openstore.add_events(
-            conn, [(e.department, e.case_id, e.event_id, dumps_line(e)) for e in events]
+            conn, [(e.department, e.case_id, e.event_id, openstore.encode(e)) for e in timed]
         )
-        cases = {(e.department, e.case_id): e.item for e in events}
+        cases = {(e.department, e.case_id): e.item for e in timed}
         openstore.mark_due(conn, [(d, c, item) for (d, c), item in cases.items()])
 
     def committed(self, events: Sequence[CaseEvent]) -> None:
         """The batch is committed: evaluate its cases now."""
-        if events:
+        if any(e.type != "step" for e in events):
             self.wake()
 
     def set_deployment(self, deployment: Deployment, clock: Clock | None = None) -> None:
@@ -227,12 +231,7 @@ class LiveClocks:
             # A late or repeated event of a case already closed: nothing to track.
             openstore.close_case(conn, department, case_id, now)
             return None, [], 0
-        events: list[CaseEvent] = []
-        for line in openstore.event_lines(conn, department, case_id):
-            try:
-                events.append(parse_json_line(line))
-            except EventError:  # stored by `record` from a valid event: never expected
-                log.exception("A stored event of case %s/%s is unreadable.", department, case_id)
+        events = openstore.case_events(conn, department, case_id)
         item = next((e.item for e in events if e.type == "accepted"), item)
         try:
             limits = self._deployment.limits(item)

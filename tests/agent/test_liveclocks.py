@@ -29,6 +29,7 @@ from clockfakes import (
     make_clocks,
 )
 
+from agent import openstore
 from agent.liveclocks import MAX_WAIT_SECONDS
 from casework.config import Deployment
 from casework.events import CaseEvent
@@ -118,9 +119,10 @@ def test_a_flag_is_not_raised_again_after_new_events_or_a_restart(tmp_path: Path
     now = FakeClock("2024-03-07 09:00")
     clocks = make_clocks(db(tmp_path), now)
     event = Events()
-    feed(clocks, db(tmp_path), event("accepted", "2024-03-04 10:00"))
+    accepted = event("accepted", "2024-03-04 10:00")
+    feed(clocks, db(tmp_path), accepted)
     clocks.process_due()
-    feed(clocks, db(tmp_path), event("step", "2024-03-07 08:00", step="review"))
+    feed(clocks, db(tmp_path), accepted)  # delivered again: evaluated again, flagged once
     assert clocks.process_due() == 1
     assert flags(db(tmp_path)) == [("C1", "warning")]
 
@@ -197,7 +199,7 @@ def test_an_unknown_item_is_reported_not_guessed(
     assert flags(db(tmp_path)) == []
     assert clocks.next_change() is None
     # More events of that case do not count it again.
-    feed(clocks, db(tmp_path), event("step", "2024-03-05", item="fgw-999", step="x"))
+    feed(clocks, db(tmp_path), event("extended", "2024-03-05", item="fgw-999", days=3))
     clocks.process_due()
     assert clocks.unknown_items() == {"fgw": 1}
     assert make_clocks(db(tmp_path), now).unknown_items() == {"fgw": 1}
@@ -207,12 +209,37 @@ def test_a_case_seen_before_its_acceptance_waits_then_runs(tmp_path: Path) -> No
     now = FakeClock("2024-03-05 09:00")
     clocks = make_clocks(db(tmp_path), now)
     event = Events()
-    feed(clocks, db(tmp_path), event("step", "2024-03-05 08:00", step="review"))
+    feed(clocks, db(tmp_path), event("suspended", "2024-03-05 08:00", reason="testing", days=5))
     clocks.process_due()
     assert clocks.open_cases() == {("fgw", "pending"): 1}
     feed(clocks, db(tmp_path), event("accepted", "2024-03-04 10:00"))
     clocks.process_due()
-    assert clocks.open_cases() == {("fgw", "normal"): 1}
+    assert clocks.open_cases() == {("fgw", "suspended"): 1}
+
+
+def test_workflow_steps_are_not_kept(tmp_path: Path) -> None:
+    now = FakeClock("2024-03-05 09:00")
+    clocks = make_clocks(db(tmp_path), now)
+    event = Events()
+    feed(clocks, db(tmp_path), event("accepted", "2024-03-04 10:00"))
+    clocks.process_due()
+    feed(clocks, db(tmp_path), event("step", "2024-03-05 08:00", step="审查", handler="张三"))
+    assert rows(db(tmp_path), "SELECT count(*) FROM clock_events") == [(1,)]
+    assert clocks.process_due() == 0
+
+
+def test_stored_events_read_back_as_they_were() -> None:
+    event = Events()
+    originals = [
+        event("accepted", "2024-03-04 10:00", promised_days=3, legal_days=9),
+        event("suspended", "2024-03-05 10:00", reason="expert_review", days=5),
+        event("extended", "2024-03-06 10:00", days=2),
+        event("completed", "2024-03-07 10:00", result="approved"),
+    ]
+    for e in originals:
+        back = openstore.decode(e.department, e.case_id, openstore.encode(e))
+        assert back == e
+        assert back.at.utcoffset() == e.at.utcoffset()
 
 
 def test_a_sub_item_uses_its_own_limits(tmp_path: Path) -> None:
