@@ -23,7 +23,8 @@ reported (log line, ``unknown_items`` count, level ``unknown_item``), not
 guessed; one not yet accepted waits as ``pending``.
 
 Levels counted in `open_cases`: normal, warning, yellow, red, suspended,
-pending, unknown_item, invalid (a date outside the calendar's window).
+pending, unknown_item, invalid (a date outside the calendar's window, or an
+evaluation that failed: logged, and the other cases go on).
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ class LiveClocks:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._next_housekeeping = now()
+        #: Case evaluations that failed (each logged; the case is set aside as invalid).
+        self.failures = 0
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             openstore.create_tables(self._conn)
@@ -191,9 +194,19 @@ class LiveClocks:
             try:
                 due = openstore.due_cases(conn, now, self.settings.batch_size)
                 for department, case_id, item, old in due:
-                    new, raised, noticed = self._evaluate(
-                        conn, department, case_id, item, old, at, now
-                    )
+                    conn.execute("SAVEPOINT one_case")
+                    try:
+                        new, raised, noticed = self._evaluate(
+                            conn, department, case_id, item, old, at, now
+                        )
+                    except Exception:
+                        # One case must not stop the others: set it aside as invalid.
+                        log.exception("Evaluating case %s/%s failed.", department, case_id)
+                        conn.execute("ROLLBACK TO one_case")
+                        openstore.set_case(conn, department, case_id, "invalid", None)
+                        new, raised, noticed = "invalid", [], 0
+                        self.failures += 1
+                    conn.execute("RELEASE one_case")
                     if old:
                         deltas[(department, old)] -= 1
                     if new is not None:

@@ -355,3 +355,23 @@ def test_live_clocks_are_an_event_sink(tmp_path: Path) -> None:
     sink: EventSink = clocks
     sink.record(core_connection(db(tmp_path)), [])
     sink.committed([])
+
+
+def test_a_case_that_cannot_be_evaluated_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = db(tmp_path)
+    now = FakeClock("2024-03-05 09:00")
+    clocks = make_clocks(path, now)
+    event = Events()
+    feed(clocks, path, event("accepted", "2024-03-04 10:00"), event("accepted", "2024-03-04", "C2"))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE clock_events SET line = 'not an event' WHERE case_id = 'C1'")
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.ERROR, logger="agent.liveclocks"):
+        assert clocks.process_due() == 2
+    assert "fgw/C1" in caplog.text
+    assert clocks.open_cases() == {("fgw", "invalid"): 1, ("fgw", "normal"): 1}
+    assert clocks.failures == 1
+    assert clocks.next_change() is not None  # C2's warning; C1 is out of the queue
