@@ -261,6 +261,22 @@ class CatalogCache:
         log.info("Catalog fetched from %s (ETag %s).", url, etag)
         return deployment
 
+    def refresh(self) -> Deployment | None:
+        """Ask the origin again; the deployment when it changed, None when it did not (or
+        the server is away: the agent keeps the catalog it has). Never raises for an
+        unreachable server; a document that is not a valid catalog is logged and ignored."""
+        if self.settings.config_dir is not None:
+            return None  # a local directory changes with a restart, like the agent's config
+        before = self.etag
+        try:
+            deployment = self.load()
+        except CatalogError as exc:
+            log.error("%s Keeping the catalog in use.", exc)
+            return None
+        if self.origin != "server" or (self.etag == before and before is not None):
+            return None
+        return deployment
+
     def _fall_back(
         self, cached: tuple[Deployment, str | None, float | None] | None, why: str
     ) -> Deployment:

@@ -371,6 +371,10 @@ class LiveClocks:
         self._thread = threading.Thread(target=self._run, name="esup-liveclocks", daemon=True)
         self._thread.start()
 
+    def is_running(self) -> bool:
+        """Whether the thread runs (for the agent's /healthz)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
             self._stopping = True

@@ -153,3 +153,21 @@ def test_a_local_configuration_directory_needs_no_server(tmp_path: Path) -> None
 def test_settings_need_an_origin() -> None:
     with pytest.raises(ValueError, match="server_url"):
         CatalogSettings()
+
+
+def test_refresh_returns_a_deployment_only_when_the_catalog_changed(tmp_path: Path) -> None:
+    server = Server()
+    catalog = cache(tmp_path, server)
+    catalog.load()
+    assert catalog.refresh() is None  # 304: unchanged
+    server.status = None
+    assert catalog.refresh() is None  # away: keep what we have
+    server.status = 200
+    changed = document()
+    changed["settings"]["warn_days"] = 3  # type: ignore[index]
+    server.body, server.etag = json.dumps(changed).encode(), '"v2"'
+    fresh = catalog.refresh()
+    assert fresh is not None
+    assert fresh.settings.warn_days == 3
+    server.body, server.etag = b'{"format": "x"}', '"v3"'
+    assert catalog.refresh() is None  # not a catalog: logged, ignored

@@ -300,13 +300,16 @@ def test_the_thread_wakes_on_committed_events(tmp_path: Path) -> None:
     now = FakeClock("2024-03-20 09:00")
     wakes = Wakes()
     clocks = make_clocks(db(tmp_path), now, wakes)
+    assert not clocks.is_running()
     clocks.start()
     try:
+        assert clocks.is_running()
         clocks.process_due()  # whatever the thread does first, it then waits
         feed(clocks, db(tmp_path), Events()("accepted", "2024-03-04 10:00"))
         assert wakes.woken.wait(30), "the loop did not evaluate the new case"
     finally:
         clocks.stop()
+    assert not clocks.is_running()
     assert [lvl for _, lvl in flags(db(tmp_path))] == ["warning", "yellow", "red"]
 
 

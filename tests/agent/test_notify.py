@@ -175,6 +175,7 @@ def test_the_notifier_thread_sends_what_the_clocks_queue(tmp_path: Path) -> None
     now = FakeClock("2024-03-13 09:00")
     clocks = make_clocks(path, now, sender)
     sender.start()
+    assert sender.is_running()
     try:
         feed(clocks, path, Events()("accepted", "2024-03-04 10:00"))
         clocks.process_due()  # queues the notice and wakes the notifier
