@@ -24,7 +24,7 @@ docs/agent-monitoring.md for the table with labels and cardinality:
     esup_agent_open_cases{department,level}
     esup_agent_flags_total{department,level}    level: warning|yellow|red|procedure_overrun
     esup_agent_unknown_items_total{department}
-    esup_agent_notices_total{outcome="sent|failed|retried"}, esup_agent_notices_pending
+    esup_agent_notices_total{outcome="sent|failed|retried|unsent"}, esup_agent_notices_pending
     esup_agent_resident_memory_bytes, _cpu_seconds_total, _open_files
     esup_agent_state_disk_free_bytes, esup_agent_workflow_process_up  0/1
 """
@@ -274,7 +274,8 @@ class AgentCollector:
     def _notices(self, notices: NoticesView) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "esup_agent_notices",
-            "Notices to department contacts, by outcome (sent, failed: given up, retried).",
+            "Notices to department contacts, by outcome (sent; failed: given up; retried;"
+            " unsent: no webhook configured).",
             labels=["outcome"],
         )
         for outcome, n in sorted(notices.outcomes.items()):

@@ -104,8 +104,9 @@ class Notifier:
         self._woken = False
         self._stopping = False
         self._thread: threading.Thread | None = None
-        #: Outcomes since start: sent, failed (given up), retried.
-        self.outcomes: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0}
+        #: Outcomes since start: sent, failed (given up), retried, and unsent (no webhook
+        #: configured: the flag was logged and counted, and that is all).
+        self.outcomes: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "unsent": 0}
 
     # -- the connection and the client, made on first use --------------------------------
 
@@ -128,10 +129,11 @@ class Notifier:
     # -- one pass -------------------------------------------------------------------------
 
     def _attempt(self, department: str, body: str, now: float) -> tuple[str, float | None]:
-        """POST one notice: ("sent" | "retry" | "failed", seconds the server asked to wait)."""
+        """POST one notice: ("sent" | "retry" | "failed" | "unsent", seconds the server asked
+        to wait)."""
         url = self.settings.webhook_url
         if url is None:
-            return "sent", None  # nowhere to send: the flag was logged and counted
+            return "unsent", None  # nowhere to send: the flag was logged and counted
         payload = json.loads(body)
         payload["contact"] = self.settings.contact_of(department)
         try:

@@ -80,7 +80,7 @@ def test_a_server_error_is_retried_with_backoff(tmp_path: Path) -> None:
     sender.deliver_due()
     assert sender.pending() == 0
     assert len(seen) == 3
-    assert sender.outcomes == {"sent": 1, "failed": 0, "retried": 2}
+    assert sender.outcomes == {"sent": 1, "failed": 0, "retried": 2, "unsent": 0}
 
 
 def test_429_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
@@ -142,6 +142,7 @@ def test_without_a_webhook_notices_are_only_logged(tmp_path: Path) -> None:
     sender.deliver_due()
     assert seen == []
     assert sender.pending() == 0
+    assert sender.outcomes["unsent"] == 1
 
 
 def test_a_flag_raised_before_a_crash_is_still_notified_after_it(tmp_path: Path) -> None:
