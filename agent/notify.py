@@ -4,7 +4,7 @@ When a live clock raises a flag (agent.liveclocks), the notice is written to
 the ``clock_notices`` table in the same transaction as the flag, so that a
 crash between the two can lose neither. `Notifier` drains that table: it POSTs
 each notice as JSON to `NotifySettings.webhook_url` (a local relay -- an SMS or
-mail gateway, a chat bot, Alertmanager's webhook receiver), naming the
+mail gateway, a chat bot, the department's own system), naming the
 department's contact from `NotifySettings.contacts`.
 
 Transient failures (network errors, 5xx, 429) are retried with exponential
