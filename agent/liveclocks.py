@@ -82,12 +82,18 @@ class Waker(Protocol):
     def wake(self) -> None: ...
 
 
-def connect_state(path: Path) -> sqlite3.Connection:
+def connect_state(path: Path, *, cache_kib: int = 512) -> sqlite3.Connection:
     """A connection of the live clocks' own to the state database: autocommit (the
-    callers issue BEGIN IMMEDIATE), WAL, usable from the clock's thread."""
+    callers issue BEGIN IMMEDIATE), WAL, usable from the clock's thread.
+
+    SQLite's page cache is held to `cache_kib` (its default is 2 MiB): with
+    100,000 open cases that saves 1.5 MB of resident memory, for about a quarter
+    more time per case evaluated (docs/benchmarks.md).
+    """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     return conn
 
 

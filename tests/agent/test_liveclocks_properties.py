@@ -64,8 +64,10 @@ def test_cards_are_raised_once_at_the_first_wake_after_them(
         ).fetchall()
         conn.close()
     final = clock().evaluate(events, limits, datetime.fromtimestamp(instants[-1], TZ))
-    assert [(lvl, ts) for lvl, ts, _ in raised] == [
+    # Yellow and red fall on one instant when the two limits are equal: compare as sets.
+    assert sorted((lvl, ts) for lvl, ts, _ in raised) == sorted(
         (card.level, card.at.timestamp()) for card in final.cards
-    ]
+    )
+    assert len(raised) == len(final.cards)
     for _, reached, raised_at in raised:
         assert raised_at == min(w for w in woken_at if w >= reached)
