@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test check fmt bench bench-server clean
+.PHONY: test check fmt bench bench-server bench-agent-clocks clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench-server: $(BIN)/.installed
 	$(BIN)/python bench/figures.py --postgres
 	$(BIN)/python bench/advance.py
 	$(BIN)/python bench/advance.py --postgres
+
+# The agent's live clocks: RSS and idle CPU with 100,000 open cases, beside
+# Debian's prometheus-node-exporter.
+bench-agent-clocks: $(BIN)/.installed
+	$(BIN)/python bench/agent_memory.py
+	$(BIN)/python bench/agent_idle_cpu.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
