@@ -26,6 +26,13 @@ from server.api.cases import cases_router
 from server.api.catalog import catalog_router
 from server.api.figures import rates_router
 from server.ingest import Ingestor, OnAccepted
+from server.metrics import (
+    RequestMetrics,
+    StoreCollector,
+    handler_of,
+    metrics_registry,
+    metrics_router,
+)
 from server.settings import ServerSettings
 from server.store.database import make_engine
 from server.store.tokens import TokenStore
@@ -99,6 +106,13 @@ def create_app(
     app.include_router(cases_router(db, deployment, clock, now))
     app.include_router(catalog_router(deployment, clock.calendar))
     app.include_router(rates_router(db, deployment))
+    hours = (settings.working_hours.start, settings.working_hours.end)
+    collector = StoreCollector(
+        db, deployment, now=now, max_age=settings.metrics_cache_seconds, working_hours=hours
+    )
+    app.state.metrics_registry = registry = metrics_registry(collector, _version())
+    app.include_router(metrics_router(registry))
+    request_metrics = RequestMetrics(registry)
 
     @app.middleware("http")
     async def log_request(
@@ -106,12 +120,16 @@ def create_app(
     ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
+        seconds = time.perf_counter() - start
+        request_metrics.observe(
+            request.method, handler_of(request.scope), response.status_code, seconds
+        )
         logger.info(
             "request method=%s path=%s status=%d duration_ms=%.1f client=%s",
             request.method,
             request.url.path,
             response.status_code,
-            (time.perf_counter() - start) * 1000,
+            seconds * 1000,
             request.client.host if request.client else "-",
         )
         return response
