@@ -209,6 +209,13 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             engine, projector.advance, interval=timedelta(seconds=settings.advance_seconds)
         )
         scheduler = start_scheduler(job)
+        # Per-case alerts to Alertmanager or a webhook, when the settings name one.
+        from server.alerts import alert_jobs
+        from server.jobs import schedule
+
+        extra_jobs = alert_jobs(engine, deployment, settings)
+        for extra in extra_jobs:
+            schedule(extra, scheduler)
         try:
             uvicorn.run(
                 app,
@@ -219,6 +226,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             )
         finally:
             job.stop()  # a run holding the lock lets go at once
+            for extra in extra_jobs:
+                extra.stop()
             scheduler.shutdown(wait=True)
     finally:
         engine.dispose()
