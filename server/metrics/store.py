@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time
 from typing import Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 
 from casework.calendar import WorkCalendar
 from casework.casestate import LEVELS
@@ -97,6 +97,16 @@ def covered_until(calendar: WorkCalendar, today: date) -> date:
     while calendar.covers(year + 1):
         year += 1
     return date(year + 1, 1, 1)
+
+
+def _catalog_items(deployment: Deployment) -> list[tuple[str, str]]:
+    """(department, code) of every item and sub-item the catalog assigns to a department."""
+    found: list[tuple[str, str]] = []
+    for item in deployment.items:
+        if item.department is not None:
+            found.append((item.department, item.code))
+            found += [(item.department, sub.code) for sub in item.sub_items]
+    return found
 
 
 def _month_bounds(today: date) -> tuple[date, date]:
@@ -186,6 +196,18 @@ def snapshot_families(
                 .group_by(c.department, c.level)
             )
         }
+        item_rows = list(
+            connection.execute(
+                select(
+                    c.department,
+                    c.item,
+                    func.count(),
+                    func.sum(case((c.level.in_(("yellow", "red")), 1), else_=0)),
+                )
+                .where(c.state == "open")
+                .group_by(c.department, c.item)
+            )
+        )
         card_rows = list(
             connection.execute(
                 select(k.department, k.level, func.count(), func.count(k.voided_at)).group_by(
@@ -220,6 +242,23 @@ def snapshot_families(
         for level in sorted({*OPEN_LEVELS, *(lv for d, lv in open_counts if d == department)}):
             opened.add_metric([department, level], open_counts.get((department, level), 0))
     families.append(opened)
+
+    item_open = GaugeMetricFamily(
+        "esup_item_open_cases",
+        "Open cases now, by item (or sub-item) as the events name it.",
+        labels=["department", "item"],
+    )
+    item_overdue = GaugeMetricFamily(
+        "esup_item_overdue_cases",
+        "Open cases at yellow or red now, by item (or sub-item).",
+        labels=["department", "item"],
+    )
+    by_item = {(str(dep), str(item)): (int(n), int(late or 0)) for dep, item, n, late in item_rows}
+    for dep, item in sorted({*_catalog_items(deployment), *by_item}):
+        n, late = by_item.get((dep, item), (0, 0))
+        item_open.add_metric([dep, item], n)
+        item_overdue.add_metric([dep, item], late)
+    families += [item_open, item_overdue]
 
     issued = CounterMetricFamily(
         "esup_cards_issued",

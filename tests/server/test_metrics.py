@@ -86,6 +86,10 @@ def test_open_cases_and_cards_are_counted_by_department_and_level(seeded: TestCl
     # Every configured department has its series, zero where nothing happened.
     assert found[("esup_open_cases", (("department", "kjj"), ("level", "red")))] == 0
     assert found[("esup_overdue_cases", (("department", "fgw"),))] == 2
+    fgw_002 = (("department", "fgw"), ("item", "fgw-002"))
+    assert found[("esup_item_open_cases", fgw_002)] == 4
+    assert found[("esup_item_overdue_cases", fgw_002)] == 2
+    assert found[("esup_item_open_cases", (("department", "fgw"), ("item", "fgw-001-01")))] == 0
 
 
 def test_rates_come_with_their_numerators_and_denominators(seeded: TestClient) -> None:
