@@ -2,6 +2,7 @@
 
     StoreCollector(engine, deployment, now=..., max_age=5, working_hours=...)
     StoreCollector.collect() -> the metric families of the latest snapshot
+    StoreCollector.exposition() -> the same as text, rendered when the snapshot was read
     snapshot_families(engine, deployment, now, working_hours) -> one fresh snapshot
     reason_class(reason) -> the quarantine reason class of a rejection reason
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Final
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, case, func, select
 
@@ -380,16 +382,18 @@ class StoreCollector:
         self._lock = threading.Lock()
         self._reading = False
         self._families: list[Metric] | None = None
+        self._rendered = b""
         self._read_at = 0.0
         self._read_seconds = 0.0
 
     def refresh(self) -> None:
-        """Read a fresh snapshot now, in this thread."""
+        """Read a fresh snapshot now, in this thread, and render its exposition text."""
         started = self.monotonic()
         try:
             families = snapshot_families(
                 self.engine, self.deployment, self.now(), self.working_hours, self.calendar
             )
+            rendered = generate_latest(_registry_of(families))
         except Exception:
             self.failures += 1
             logger.exception("metrics: reading the store failed (%d failure(s))", self.failures)
@@ -399,13 +403,15 @@ class StoreCollector:
                 self._reading = False
         with self._lock:
             self._families = families
+            self._rendered = rendered
             self._read_at = self.monotonic()
             self._read_seconds = self._read_at - started
 
     def _stale(self) -> bool:
         return self._families is None or self.monotonic() - self._read_at >= self.max_age
 
-    def collect(self) -> Iterable[Metric]:
+    def _current(self) -> tuple[list[Metric], bytes, list[Metric]]:
+        """The snapshot's families, their rendered text and the snapshot's own status."""
         if self._families is None or not self.background:
             if self._stale():
                 with self._lock:
@@ -418,20 +424,51 @@ class StoreCollector:
             if start:
                 threading.Thread(target=self.refresh, name="metrics-refresh", daemon=True).start()
         with self._lock:
-            families: Sequence[Metric] = self._families or []
+            families = self._families or []
+            rendered = self._rendered
             age = self.monotonic() - self._read_at if self._families is not None else 0.0
             took = self._read_seconds
-        yield from families
-        yield _gauge("esup_metrics_snapshot_age_seconds", "Age of the store figures served.", age)
-        yield _gauge(
-            "esup_metrics_snapshot_read_seconds", "How long reading them from the store took.", took
-        )
         failures = CounterMetricFamily(
             "esup_metrics_snapshot_failures",
             "Failed reads of the store's figures in this process.",
         )
         failures.add_metric([], self.failures)
-        yield failures
+        status: list[Metric] = [
+            _gauge("esup_metrics_snapshot_age_seconds", "Age of the store figures served.", age),
+            _gauge(
+                "esup_metrics_snapshot_read_seconds",
+                "How long reading them from the store took.",
+                took,
+            ),
+            failures,
+        ]
+        return families, rendered, status
+
+    def collect(self) -> Iterable[Metric]:
+        families, _, status = self._current()
+        yield from families
+        yield from status
+
+    def exposition(self) -> bytes:
+        """The text exposition of `collect()`, the snapshot's part rendered when it was read."""
+        _, rendered, status = self._current()
+        return rendered + generate_latest(_registry_of(status))
+
+
+class _Fixed:
+    """A collector of families already built."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _registry_of(families: Sequence[Metric]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families))
+    return registry
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -224,3 +224,16 @@ def test_the_snapshot_is_kept_for_max_age_then_read_again(
 )
 def test_reason_classes_are_a_fixed_set(reason: str, expected: str) -> None:
     assert reason_class(reason) == expected
+
+
+def test_the_rendered_exposition_is_the_collected_families(migrated: Engine) -> None:
+    collector = StoreCollector(migrated, deployment(), now=lambda: NOW, background=False)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+
+    def without_status(text: str) -> Samples:
+        return {k: v for k, v in samples(text).items() if not k[0].startswith("esup_metrics_")}
+
+    assert without_status(collector.exposition().decode()) == without_status(
+        generate_latest(registry).decode()
+    )
