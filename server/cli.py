@@ -191,6 +191,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
         # The job logs each run itself; the scheduler's own line per run adds nothing.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # The alert jobs log each run; httpx's line per request adds nothing.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         # Every accepted batch updates the state of its cases, derived by the server.
         deployment = load_config(settings.config_dir)
         projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)

@@ -377,7 +377,7 @@ class StoreCollector:
         self.working_hours = working_hours
         self.monotonic = monotonic
         self.background = background
-        self.calendar = WorkCalendar.from_config(deployment.calendar)
+        self._calendar: WorkCalendar | None = None  # built at the first read: it takes a while
         self.failures = 0
         self._lock = threading.Lock()
         self._reading = False
@@ -386,12 +386,18 @@ class StoreCollector:
         self._read_at = 0.0
         self._read_seconds = 0.0
 
+    def calendar(self) -> WorkCalendar:
+        """The deployment's working-day calendar, built once."""
+        if self._calendar is None:
+            self._calendar = WorkCalendar.from_config(self.deployment.calendar)
+        return self._calendar
+
     def refresh(self) -> None:
         """Read a fresh snapshot now, in this thread, and render its exposition text."""
         started = self.monotonic()
         try:
             families = snapshot_families(
-                self.engine, self.deployment, self.now(), self.working_hours, self.calendar
+                self.engine, self.deployment, self.now(), self.working_hours, self.calendar()
             )
             rendered = generate_latest(_registry_of(families))
         except Exception:

@@ -9,6 +9,7 @@ case is inhibited, and closing a case or voiding a card resolves its alerts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -20,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from observed import AGENT, DEPARTMENTS, seed
 from promservices import find_binary, running, wait_for
-from serverprocess import free_port
+from serverprocess import free_port, running_server
 from sqlalchemy import Engine, update
 
 from casework.clock import Clock
@@ -31,6 +32,7 @@ from server.app import create_app
 from server.cases import CaseProjector
 from server.settings import ServerSettings
 from server.store import tables
+from server.store.database import make_engine
 from server.store.tokens import TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,3 +166,22 @@ def test_alerts_arrive_group_by_department_and_resolve(migrated: Engine, alertma
     assert notifier() == 2 + 3 + 2
 
     assert _cases(alertmanager) == {("jyj", "R2", "red"), ("jyj", "R2", "yellow")}
+
+
+def test_a_running_server_posts_its_cases_on_schedule(tmp_path: Path, alertmanager: str) -> None:
+    database = f"sqlite:///{tmp_path / 'esup.db'}"
+    alerts = f"{{alertmanager_url: '{alertmanager}', interval_seconds: 1}}"
+    with running_server(tmp_path, database, "alerts", alerts=alerts) as server:  # type: ignore[arg-type]
+        engine = make_engine(database)
+        try:
+            token = TokenStore(engine).create(AGENT, DEPARTMENTS)
+        finally:
+            engine.dispose()
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            seed(client, token, datetime.now(UTC))
+
+        wait_for(lambda: len(_cases(alertmanager)) == 5, "the server's alerts", timeout=30)
+
+        assert ("fgw", "R1", "red") in _cases(alertmanager)
+        # The job's log line counts the alerts each run posted, firing and resolved.
+        assert re.search(r"alertmanager: changed=\d+ slot=\d+ pid=\d+", server.output())
