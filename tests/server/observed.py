@@ -56,12 +56,16 @@ def _event(
 
 
 def seed_events(now: datetime) -> list[dict[str, Any]]:
-    """Cases for `now` (aware): red, yellow, warning, normal, early and late in fgw; red in jyj."""
+    """Cases for `now` (aware): red, yellow, warning, normal, early and late in fgw; red in jyj.
+
+    R1 has a step event naming its handler, 张三.
+    """
     long_ago = now - timedelta(days=30)
     hour = timedelta(hours=1)
     red = {"promised_days": 1, "legal_days": 2}
     out = [
         _event("fgw", "R1", 1, "accepted", long_ago, **red),
+        _event("fgw", "R1", 2, "step", long_ago + hour, step="review", handler="张三"),
         _event("fgw", "Y1", 1, "accepted", long_ago, promised_days=1, legal_days=300),
         _event("fgw", "W1", 1, "accepted", now - hour, promised_days=1, legal_days=300),
         _event("fgw", "N1", 1, "accepted", now - hour, promised_days=30, legal_days=60),

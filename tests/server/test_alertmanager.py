@@ -110,6 +110,7 @@ def test_alerts_arrive_group_by_department_and_resolve(migrated: Engine, alertma
             "case_id": "R1",
         }
         assert red["annotations"]["case_url"] == f"{EXTERNAL}/api/v1/cases/fgw/R1"
+        assert red["annotations"]["handler"] == "张三"
         assert red["annotations"]["legal_due"] < now.date().isoformat()
         assert red["generatorURL"] == f"{EXTERNAL}/api/v1/cases/fgw/R1"
         assert datetime.fromisoformat(red["endsAt"]) > now + timedelta(seconds=150)

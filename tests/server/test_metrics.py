@@ -118,7 +118,7 @@ def test_rates_come_with_their_numerators_and_denominators(seeded: TestClient) -
 def test_ingest_gaps_quarantine_agents_and_calendar(seeded: TestClient) -> None:
     found = samples(seeded.get("/metrics").text)
 
-    assert found[("esup_ingest_events_total", (("outcome", "accepted"),))] == 10
+    assert found[("esup_ingest_events_total", (("outcome", "accepted"),))] == 11
     assert found[("esup_ingest_events_total", (("outcome", "rejected"),))] == 2
     assert found[("esup_quarantined_events_total", (("reason", "item"),))] == 1
     assert found[("esup_quarantined_events_total", (("reason", "json"),))] == 1
