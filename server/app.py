@@ -110,6 +110,7 @@ def create_app(
     collector = StoreCollector(
         db, deployment, now=now, max_age=settings.metrics_cache_seconds, working_hours=hours
     )
+    app.state.metrics_collector = collector
     app.state.metrics_registry = registry = metrics_registry(_version())
     app.include_router(metrics_router(collector, registry))
     request_metrics = RequestMetrics(registry)

@@ -201,6 +201,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         app = create_app(
             settings, engine=engine, deployment=deployment, on_accepted=projector.refresh
         )
+        app.state.metrics_collector.warm_up()  # the first scrape need not read the store
         print(
             f"esup-server on http://{settings.listen.host}:{settings.listen.port}"
             f" with the database at {shown(settings.database)}",

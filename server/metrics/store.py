@@ -9,8 +9,9 @@
 Every family is built from the tables, never from counters kept in one
 process, so every server replica sharing a database answers the same. A
 snapshot is kept for `max_age` seconds; a scrape after that gets the kept one
-at once while a background thread reads the next (the first scrape reads it
-itself), so a scrape never waits on the figures' queries but the first.
+at once while a background thread reads the next, so a scrape never waits on
+the figures' queries but the first after a start (`warm_up()` begins that
+read at start-up; a scrape meanwhile waits for it).
 docs/metrics.md lists every series.
 """
 
@@ -66,6 +67,8 @@ REASON_CLASSES: Final[tuple[str, ...]] = (
 )
 _FIELD: Final = re.compile(r"^([a-z_]+): ")
 _REASON_PREFIX: Final = 40  # characters of a reason read to classify it
+#: How long a scrape waits for a first read already under way before reading itself.
+WARM_UP_WAIT_SECONDS: Final = 60.0
 
 
 def reason_class(reason: str) -> str:
@@ -383,6 +386,7 @@ class StoreCollector:
         self._reading = False
         self._families: list[Metric] | None = None
         self._rendered = b""
+        self._attempted = threading.Event()  # set once the first read has ended
         self._read_at = 0.0
         self._read_seconds = 0.0
 
@@ -407,28 +411,38 @@ class StoreCollector:
         finally:
             with self._lock:
                 self._reading = False
+            self._attempted.set()
         with self._lock:
             self._families = families
             self._rendered = rendered
             self._read_at = self.monotonic()
             self._read_seconds = self._read_at - started
 
+    def warm_up(self) -> None:
+        """Begin reading the first snapshot in the background, so the first scrape need not."""
+        self._read_in_background()
+
+    def _read_in_background(self) -> None:
+        with self._lock:
+            start = not self._reading
+            self._reading = True
+        if start:
+            threading.Thread(target=self.refresh, name="metrics-refresh", daemon=True).start()
+
     def _stale(self) -> bool:
         return self._families is None or self.monotonic() - self._read_at >= self.max_age
 
     def _current(self) -> tuple[list[Metric], bytes, list[Metric]]:
         """The snapshot's families, their rendered text and the snapshot's own status."""
+        if self.background and self._families is None and self._reading:
+            self._attempted.wait(WARM_UP_WAIT_SECONDS)  # the first read, begun by warm_up()
         if self._families is None or not self.background:
             if self._stale():
                 with self._lock:
                     self._reading = True
                 self.refresh()
         elif self._stale():
-            with self._lock:
-                start = not self._reading
-                self._reading = True
-            if start:
-                threading.Thread(target=self.refresh, name="metrics-refresh", daemon=True).start()
+            self._read_in_background()
         with self._lock:
             families = self._families or []
             rendered = self._rendered

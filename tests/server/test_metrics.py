@@ -237,3 +237,15 @@ def test_the_rendered_exposition_is_the_collected_families(migrated: Engine) -> 
     assert without_status(collector.exposition().decode()) == without_status(
         generate_latest(registry).decode()
     )
+
+
+def test_a_scrape_during_the_warm_up_read_waits_for_it(
+    seeded: TestClient, migrated: Engine
+) -> None:
+    collector = StoreCollector(migrated, deployment(), now=lambda: NOW, max_age=3600)
+
+    collector.warm_up()
+    found = _exposed(collector)
+
+    assert found[("esup_ingest_events_total", (("outcome", "accepted"),))] == 11
+    assert collector.failures == 0
