@@ -11,9 +11,11 @@ each on a free loopback port; then times HTTP scrapes of each.
 
 The server reads its figures from the store into a snapshot kept for
 ``metrics_cache_seconds`` (5 s) and refreshed in the background, so a scrape
-serves the snapshot: the first scrape reads the store itself (printed as
-"cold"), later ones do not wait for it. `--scrapes` scrapes are spread over
-more than one snapshot age so background refreshes happen while scraping.
+serves the snapshot. The server begins its first read at start; the first
+scrape, right after the server is ready, waits for it (printed, with the
+time of one read as the server reports it); later ones never wait.
+`--scrapes` scrapes are spread over more than one snapshot age so background
+refreshes happen while scraping.
 Times are wall-clock of the HTTP request, median and worst. Check: the open
 cases the scrape reports sum to the open cases in the store (exit status 2
 if not). Target (from the issue): the median scrape ≤ 100 ms. Exit status 1
@@ -308,7 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     table.add_row("esup server (snapshot)", f"{series[0]:,}", f"{esup_median * 1000:.1f}",
                   f"{max(esup_times) * 1000:.1f}", f"{esup_median / node_median:.2f}")  # fmt: skip
-    table.add_row("esup server, first (cold) scrape", "", f"{cold * 1000:.1f}", "", "")
+    table.add_row("esup server, first scrape at start", "", f"{cold * 1000:.1f}", "", "")
+    read = next(
+        s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+        if s.name == "esup_metrics_snapshot_read_seconds"
+    )
+    table.add_row("  (one read of the store, in the background)", "", f"{read * 1000:.1f}", "", "")
     table.add_row("baseline: prometheus-node-exporter", f"{series[1]:,}",
                   f"{node_median * 1000:.1f}", f"{max(node_times) * 1000:.1f}", "1.00")  # fmt: skip
     Console().print(table)
