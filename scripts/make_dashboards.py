@@ -490,6 +490,19 @@ def pipeline() -> dict[str, Any]:
         ),
         (
             panel(
+                "timeseries",
+                "Scheduled jobs per hour",
+                target(
+                    "sum by (task, outcome) (increase(esup_scheduled_job_runs_total[1h]))",
+                    "{{task}} {{outcome}}",
+                ),
+                description="The level-advancing job and the per-case alert jobs, all servers.",
+            ),
+            8,
+            6,
+        ),
+        (
+            panel(
                 "stat",
                 "Workflow process up",
                 target("esup_agent_workflow_process_up", "{{instance}}"),

@@ -215,10 +215,12 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         # Per-case alerts to Alertmanager or a webhook, when the settings name one.
         from server.alerts import alert_jobs
         from server.jobs import schedule
+        from server.metrics.jobs import JobsCollector
 
         extra_jobs = alert_jobs(engine, deployment, settings)
         for extra in extra_jobs:
             schedule(extra, scheduler)
+        app.state.metrics_registry.register(JobsCollector([job, *extra_jobs]))
         try:
             uvicorn.run(
                 app,

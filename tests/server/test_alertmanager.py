@@ -186,3 +186,9 @@ def test_a_running_server_posts_its_cases_on_schedule(tmp_path: Path, alertmanag
         assert ("fgw", "R1", "red") in _cases(alertmanager)
         # The job's log line counts the alerts each run posted, firing and resolved.
         assert re.search(r"alertmanager: changed=\d+ slot=\d+ pid=\d+", server.output())
+        exposition = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+        ran = re.search(
+            r'esup_scheduled_job_runs_total\{outcome="ran",task="alertmanager"\} (\S+)', exposition
+        )
+        assert ran is not None, exposition
+        assert float(ran.group(1)) >= 1

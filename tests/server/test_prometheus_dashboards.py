@@ -173,5 +173,5 @@ def test_the_alerting_rules_load_healthy_in_prometheus(prometheus: str) -> None:
     doc = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()
     rules = [r for g in doc["data"]["groups"] for r in g["rules"]]
 
-    assert len(rules) == 12
+    assert len(rules) == 13
     assert {r["health"] for r in rules} == {"ok"}
