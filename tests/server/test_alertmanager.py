@@ -10,6 +10,7 @@ case is inhibited, and closing a case or voiding a card resolves its alerts.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -169,7 +170,9 @@ def test_alerts_arrive_group_by_department_and_resolve(migrated: Engine, alertma
     assert _cases(alertmanager) == {("jyj", "R2", "red"), ("jyj", "R2", "yellow")}
 
 
-def test_a_running_server_posts_its_cases_on_schedule(tmp_path: Path, alertmanager: str) -> None:
+def test_a_running_server_posts_its_cases_on_schedule(
+    tmp_path: Path, alertmanager: str, require_service: Callable[[str, str], NoReturn]
+) -> None:
     database = f"sqlite:///{tmp_path / 'esup.db'}"
     alerts = f"{{alertmanager_url: '{alertmanager}', interval_seconds: 1}}"
     with running_server(tmp_path, database, "alerts", alerts=alerts) as server:  # type: ignore[arg-type]
@@ -192,3 +195,14 @@ def test_a_running_server_posts_its_cases_on_schedule(tmp_path: Path, alertmanag
         )
         assert ran is not None, exposition
         assert float(ran.group(1)) >= 1
+        # The whole exposition of a running server, job counts included, passes promtool.
+        promtool = find_binary(require_service, "promtool")
+        checked = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=exposition,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
