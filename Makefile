@@ -36,6 +36,8 @@ bench-server: $(BIN)/.installed
 	$(BIN)/python bench/figures.py --postgres
 	$(BIN)/python bench/advance.py
 	$(BIN)/python bench/advance.py --postgres
+	$(BIN)/python bench/metrics_scrape.py
+	$(BIN)/python bench/metrics_scrape.py --postgres
 
 # The agent's live clocks: RSS and idle CPU with 100,000 open cases, beside
 # Debian's prometheus-node-exporter.

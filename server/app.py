@@ -26,6 +26,13 @@ from server.api.catalog import catalog_router
 from server.api.figures import rates_router
 from server.ingest import Ingestor, OnAccepted
 from server.liveconfig import Configuration, LiveConfig
+from server.metrics import (
+    RequestMetrics,
+    StoreCollector,
+    handler_of,
+    metrics_registry,
+    metrics_router,
+)
 from server.settings import ServerSettings
 from server.store.database import make_engine
 from server.store.tokens import TokenStore
@@ -108,6 +115,15 @@ def create_app(
     app.include_router(cases_router(db, config, now))
     app.include_router(catalog_router(config))
     app.include_router(rates_router(db, config))
+    hours = (settings.working_hours.start, settings.working_hours.end)
+    collector = StoreCollector(
+        db, deployment, now=now, max_age=settings.metrics_cache_seconds, working_hours=hours
+    )
+    config.listen(lambda _old, new: collector.reconfigure(new.deployment, new.clock.calendar))
+    app.state.metrics_collector = collector
+    app.state.metrics_registry = registry = metrics_registry(_version())
+    app.include_router(metrics_router(collector, registry))
+    request_metrics = RequestMetrics(registry)
 
     @app.middleware("http")
     async def log_request(
@@ -115,12 +131,16 @@ def create_app(
     ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
+        seconds = time.perf_counter() - start
+        request_metrics.observe(
+            request.method, handler_of(request.scope), response.status_code, seconds
+        )
         logger.info(
             "request method=%s path=%s status=%d duration_ms=%.1f client=%s",
             request.method,
             request.url.path,
             response.status_code,
-            (time.perf_counter() - start) * 1000,
+            seconds * 1000,
             request.client.host if request.client else "-",
         )
         return response

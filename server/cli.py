@@ -194,6 +194,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
         # The job logs each run itself; the scheduler's own line per run adds nothing.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # The alert jobs log each run; httpx's line per request adds nothing.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         # Every accepted batch updates the state of its cases, derived by the server.
         live = LiveConfig(Configuration.of(load_config(settings.config_dir)))
         projector = CaseProjector(engine, live().clock, live().deployment)
@@ -211,6 +213,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             else None
         )
         app = create_app(settings, engine=engine, config=live, on_accepted=projector.refresh)
+        app.state.metrics_collector.warm_up()  # the first scrape need not read the store
         print(
             f"esup-server on http://{settings.listen.host}:{settings.listen.port}"
             f" with the database at {shown(settings.database)}",
@@ -221,6 +224,15 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             engine, projector.advance, interval=timedelta(seconds=settings.advance_seconds)
         )
         scheduler = start_scheduler(job)
+        # Per-case alerts to Alertmanager or a webhook, when the settings name one.
+        from server.alerts import alert_jobs
+        from server.jobs import schedule
+        from server.metrics.jobs import JobsCollector
+
+        extra_jobs = alert_jobs(engine, live().deployment, settings, listen=live.listen)
+        for extra in extra_jobs:
+            schedule(extra, scheduler)
+        app.state.metrics_registry.register(JobsCollector([job, *extra_jobs]))
         try:
             uvicorn.run(
                 app,
@@ -231,6 +243,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             )
         finally:
             job.stop()  # a run holding the lock lets go at once
+            for extra in extra_jobs:
+                extra.stop()
             scheduler.shutdown(wait=True)
             if watcher is not None:
                 watcher.stop()

@@ -5,6 +5,10 @@
     advisory_lock(engine, key)                                        PostgreSQL: skip if held
     no_lock()                                                         SQLite: always run
     start_scheduler(job) -> BackgroundScheduler                       every `interval`
+    schedule(job, scheduler)                                          one more job, same rules
+
+The same machinery runs other once-across-servers jobs (the per-case alerts):
+each has its own `name` (log lines, scheduler id) and its own lock key.
 
 Several server processes may share one PostgreSQL database behind a load
 balancer; each runs the same scheduler, and each run of the job takes
@@ -52,6 +56,7 @@ __all__ = [
     "RunLock",
     "advisory_lock",
     "no_lock",
+    "schedule",
     "start_scheduler",
 ]
 
@@ -116,6 +121,7 @@ class AdvanceJob:
         lock: RunLock = no_lock,
         hold: timedelta = timedelta(0),
         now: Callable[[], datetime] = _utcnow,
+        name: str = "advance",
     ) -> None:
         if interval <= timedelta(0):
             raise ValueError(f"interval must be positive, not {interval}")
@@ -126,6 +132,7 @@ class AdvanceJob:
         self.lock = lock
         self.hold = hold
         self.now = now
+        self.name = name
         self.runs = 0
         self.skips = 0
         self.failures = 0
@@ -158,16 +165,18 @@ class AdvanceJob:
             with self.lock() as mine:
                 if not mine:
                     self.skips += 1
-                    logger.debug("advance: slot=%d skipped, another process holds the lock", slot)
+                    logger.debug(
+                        "%s: slot=%d skipped, another process holds the lock", self.name, slot
+                    )
                     return None
                 changed = self.advance()
                 self.runs += 1
-                logger.info("advance: changed=%d slot=%d pid=%d", changed, slot, os.getpid())
+                logger.info("%s: changed=%d slot=%d pid=%d", self.name, changed, slot, os.getpid())
                 self._keep_until(EPOCH + slot * self.interval + self.hold)
                 return changed
         except Exception:
             self.failures += 1
-            logger.exception("advance: the run failed (%d failure(s) so far)", self.failures)
+            logger.exception("%s: the run failed (%d failure(s) so far)", self.name, self.failures)
             return None
 
     def stop(self) -> None:
@@ -191,15 +200,20 @@ def start_scheduler(
     it with `job.stop()` then ``scheduler.shutdown()``.
     """
     scheduler = BackgroundScheduler(timezone=UTC) if scheduler is None else scheduler
+    schedule(job, scheduler)
+    scheduler.start()
+    return scheduler
+
+
+def schedule(job: AdvanceJob, scheduler: BackgroundScheduler) -> None:
+    """Add `job` to `scheduler` (started or not) at its slots, as `start_scheduler` does."""
     trigger = IntervalTrigger(seconds=job.interval.total_seconds(), start_date=EPOCH, timezone=UTC)
     scheduler.add_job(
         job,
         trigger,
-        id="advance",
-        name="advance case levels",
+        id=job.name,
+        name="advance case levels" if job.name == "advance" else job.name,
         max_instances=1,
         coalesce=True,
         misfire_grace_time=max(1, int(job.interval.total_seconds() // 2)),
     )
-    scheduler.start()
-    return scheduler

@@ -12,6 +12,7 @@ key and the offending value.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -21,7 +22,14 @@ from casework.configfiles import config_errors, read_yaml
 from casework.errors import ConfigError, ConfigErrors
 from server.store.database import DEFAULT_URL
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Listen", "ServerSettings", "load_settings"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "AlertSettings",
+    "Listen",
+    "ServerSettings",
+    "WorkingHours",
+    "load_settings",
+]
 
 #: The largest request body the ingest accepts by default, before and after gzip: 8 MiB.
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
@@ -40,6 +48,40 @@ class Listen(_Model):
     port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 8470
 
 
+class WorkingHours(_Model):
+    """Office hours on a working day (by the calendar), local time: [start, end).
+
+    Quote the times in YAML (``"09:00"``): unquoted, YAML 1.1 reads 09:00 as a number.
+    """
+
+    start: time = time(9)
+    end: time = time(18)
+
+
+_Url = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, pattern=r"^https?://")]
+
+
+class AlertSettings(_Model):
+    """Per-case alerts (server/alerts): where they go and how often they are sent.
+
+    `alertmanager_url` is Alertmanager's base URL (alerts go to its
+    ``/api/v2/alerts``); `webhook_url` a plain JSON webhook for places
+    without Alertmanager. Neither set: no per-case alerts. `interval_seconds`
+    is how often the job runs; `external_url` the server's address as people
+    reach it, for the link to each case. The webhook sends one message per
+    department per run when `webhook_digest` is true, one per alert otherwise,
+    and nothing outside working hours when `quiet_hours` is true (held, then
+    sent at the first run in working hours).
+    """
+
+    alertmanager_url: _Url | None = None
+    webhook_url: _Url | None = None
+    interval_seconds: Annotated[int, Strict(), Field(ge=1)] = 60
+    external_url: _Url = "http://127.0.0.1:8470"
+    webhook_digest: Annotated[bool, Strict()] = True
+    quiet_hours: Annotated[bool, Strict()] = True
+
+
 class ServerSettings(_Model):
     """The server's settings; every value has a production default.
 
@@ -49,6 +91,9 @@ class ServerSettings(_Model):
     is the interval of the job that advances case levels as time passes.
     `watch_config` reloads config/ when its YAML files change (SIGHUP always
     does), once no change came for `config_quiet_seconds`.
+    `metrics_cache_seconds` is how long ``/metrics`` serves figures read from
+    the store before reading them again; `working_hours` the office hours
+    (metrics and quiet hours); `alerts` the per-case alerts.
     """
 
     database: Annotated[str, Strict(), StringConstraints(min_length=1)] = DEFAULT_URL
@@ -59,6 +104,9 @@ class ServerSettings(_Model):
     advance_seconds: Annotated[int, Strict(), Field(ge=1)] = 60
     watch_config: Annotated[bool, Strict()] = True
     config_quiet_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    metrics_cache_seconds: Annotated[int, Strict(), Field(ge=0)] = 5
+    working_hours: WorkingHours = WorkingHours()
+    alerts: AlertSettings = AlertSettings()
 
 
 def load_settings(path: Path) -> ServerSettings:

@@ -1,0 +1,90 @@
+"""docs/metrics.md names every series the server exposes, the agent's fixed list, and every
+series the alerting rules and dashboards use; the recorded agent exposition passes promtool."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+RECORDED_AGENT = ROOT / "tests" / "server" / "data" / "recorded_agent_exposition.txt"
+AGENT_SERIES = [
+    "esup_agent_info",
+    "esup_agent_outbox_events",
+    "esup_agent_outbox_bytes",
+    "esup_agent_outbox_cap_bytes",
+    "esup_agent_backpressure",
+    "esup_agent_dead_letters",
+    "esup_agent_source_events_total",
+    "esup_agent_source_last_event_timestamp_seconds",
+    "esup_agent_source_stale",
+    "esup_agent_delivered_events_total",
+    "esup_agent_delivery_failures_total",
+    "esup_agent_last_delivery_timestamp_seconds",
+    "esup_agent_open_cases",
+    "esup_agent_flags_total",
+    "esup_agent_unknown_items_total",
+    "esup_agent_resident_memory_bytes",
+    "esup_agent_cpu_seconds_total",
+    "esup_agent_open_files",
+    "esup_agent_state_disk_free_bytes",
+    "esup_agent_workflow_process_up",
+]
+NAME = re.compile(r"\besup_[a-z_]+")
+
+
+def documented() -> set[str]:
+    return set(re.findall(r"`(esup_[a-z_]+)`", DOC))
+
+
+def _used_in(paths: list[Path]) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        for name in NAME.findall(path.read_text(encoding="utf-8")):
+            names.add(re.sub(r"_(bucket|count|sum)$", "", name))
+    return names
+
+
+def test_the_agent_series_are_documented() -> None:
+    assert set(AGENT_SERIES) - documented() == set()
+
+
+def test_the_series_rules_and_dashboards_use_are_documented() -> None:
+    used = _used_in(
+        [
+            ROOT / "config" / "prometheus" / "esup-rules.yml",
+            *sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json")),
+        ]
+    )
+    assert used - documented() == set()
+
+
+def test_the_server_series_are_documented() -> None:
+    source = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "server" / "metrics").glob("*.py")
+    )
+    names = set(re.findall(r'"(esup_[a-z_]+)"', source))
+    names |= {f"{n}_total" for n in re.findall(r'CounterMetricFamily\(\s*"(esup_[a-z_]+)"', source)}
+    names = {n for n in names if not n.endswith("_") and f"{n}_total" not in names}
+    names |= {"esup_build_info"}
+    names -= {"esup_build"}
+    assert names - documented() == set()
+
+
+def test_the_recorded_agent_exposition_uses_exactly_the_agent_names(
+    require_service: Callable[[str, str], NoReturn],
+) -> None:
+    text = RECORDED_AGENT.read_text(encoding="utf-8")
+    assert set(re.findall(r"^# TYPE (\S+)", text, re.MULTILINE)) == set(AGENT_SERIES)
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        require_service("promtool", "not on PATH (Debian package prometheus)")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
