@@ -1,0 +1,102 @@
+"""The cards behind the e-supervision deductions, read from the `cards` table.
+
+    card_counts(connection, zone, period) -> [CardCount]      one GROUP BY statement
+    card_evidence(connection, zone, period) -> {department: [CardEvidence]}
+
+A card counts in the local month that contains its `reached_at`; voided cards
+(an upheld appeal, a superseded card) and the cards of invalid cases are left
+out, as in the figures. The month is found in SQL by comparing `reached_at`
+with the UTC instants of the months' local midnights, so one statement works
+on SQLite and PostgreSQL alike and the database does the counting.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, select
+
+from server.scores.period import Period
+from server.scores.results import CardCount, CardEvidence
+from server.store import tables
+
+__all__ = ["card_counts", "card_evidence", "month_bounds"]
+
+
+def month_bounds(zone: ZoneInfo, period: Period) -> list[tuple[str, datetime, datetime]]:
+    """(YYYY-MM, first instant, instant after) of each month of `period`, in UTC."""
+    out = []
+    for month in period.months():
+        start = Period.parse(month)
+        out.append(
+            (
+                month,
+                datetime.combine(start.start, time(), tzinfo=zone).astimezone(UTC),
+                datetime.combine(start.end, time(), tzinfo=zone).astimezone(UTC),
+            )
+        )
+    return out
+
+
+def _counted(period_start: datetime, period_end: datetime) -> ColumnElement[bool]:
+    k, c = tables.cards.c, tables.cases.c
+    return and_(
+        k.voided_at.is_(None),
+        k.reached_at >= period_start,
+        k.reached_at < period_end,
+        c.state != "invalid",
+    )
+
+
+def card_counts(connection: Connection, zone: ZoneInfo, period: Period) -> list[CardCount]:
+    """Unvoided cards per department, month and level, from one GROUP BY."""
+    bounds = month_bounds(zone, period)
+    k, c = tables.cards.c, tables.cases.c
+    month: ColumnElement[Any] = case(
+        *((k.reached_at < end, literal(name)) for name, _, end in bounds),
+        else_=literal(bounds[-1][0]),
+    ).label("month")
+    joined = tables.cards.join(
+        tables.cases, and_(c.department == k.department, c.case_id == k.case_id)
+    )
+    query = (
+        select(k.department, month, k.level, func.count().label("n"))
+        .select_from(joined)
+        .where(_counted(bounds[0][1], bounds[-1][2]))
+        .group_by(k.department, month, k.level)
+    )
+    found: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for department, name, level, n in connection.execute(query):
+        found[department, name][level] = int(n)
+    return [
+        CardCount(d, m, levels.get("warning", 0), levels.get("yellow", 0), levels.get("red", 0))
+        for (d, m), levels in sorted(found.items())
+    ]
+
+
+def card_evidence(
+    connection: Connection, zone: ZoneInfo, period: Period, department: str | None = None
+) -> dict[str, list[CardEvidence]]:
+    """Every unvoided card of the period by department, in the order reached."""
+    bounds = month_bounds(zone, period)
+    k, c = tables.cards.c, tables.cases.c
+    joined = tables.cards.join(
+        tables.cases, and_(c.department == k.department, c.case_id == k.case_id)
+    )
+    query = (
+        select(k.department, k.case_id, k.level, k.reached_at)
+        .select_from(joined)
+        .where(_counted(bounds[0][1], bounds[-1][2]))
+        .order_by(k.department, k.reached_at, k.case_id, k.level)
+    )
+    if department is not None:
+        query = query.where(k.department == department)
+    out: dict[str, list[CardEvidence]] = defaultdict(list)
+    for row in connection.execute(query):
+        out[row.department].append(
+            CardEvidence(row.department, row.case_id, row.level, row.reached_at)
+        )
+    return dict(out)
