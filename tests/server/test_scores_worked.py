@@ -9,7 +9,7 @@ thresholds 90 and 80, bottom three admonished, growth under 5%).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal as D
+from decimal import Decimal
 
 import pytest
 
@@ -27,6 +27,8 @@ from server.scores.results import (
 )
 from server.scores.rules import ScoreRules
 from server.scores.scoring import score
+
+D = Decimal
 
 UNITS = (
     Unit("g1", "市一局", "government"),
@@ -120,7 +122,8 @@ def test_capped_esupervision_deductions(result: Scores) -> None:
     assert points(result, "g2")["esupervision"] == D(-10)
     detail = g2.part("esupervision").detail
     assert (detail["warnings"], detail["yellow"], detail["red"]) == (7, 1, 1)
-    assert detail["uncapped"] == 21.0 and detail["capped"] is True
+    assert detail["uncapped"] == 21.0
+    assert detail["capped"] is True
     assert g2.part("esupervision").evidence[0]["case_id"] == "A-1"
     assert (g2.final, g2.rating, g2.rank) == (D("78.50"), "dissatisfied", 3)
 
@@ -162,7 +165,8 @@ def test_party_and_mass_organisations(result: Scores) -> None:
     assert (p1.final, p1.rating, p1.rank) == (D("91.00"), "satisfied", 1)
     # p2: 68.00 + 16.00 = 84.00, 基本满意, bottom three → admonishment; one head complaint.
     assert (p2.final, p2.rating, p2.rank) == (D("84.00"), "basically_satisfied", 2)
-    assert "admonishment" in p2.flags and "head_personal_apology" in p2.flags
+    assert "admonishment" in p2.flags
+    assert "head_personal_apology" in p2.flags
     assert "admonishment" not in p1.flags
 
 

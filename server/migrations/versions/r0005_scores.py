@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,7 +29,7 @@ def instant(
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable, comment=comment)
 
 
-def points(name: str, comment: str | None = None) -> sa.Column[object]:
+def points(name: str, comment: str | None = None) -> sa.Column[Decimal]:
     return sa.Column(name, sa.Numeric(precision=9, scale=2), nullable=False, comment=comment)
 
 
