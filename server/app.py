@@ -25,7 +25,9 @@ from server.api import health, ingest
 from server.api.cases import cases_router
 from server.api.catalog import catalog_router
 from server.api.figures import rates_router
+from server.api.scores import scores_router
 from server.ingest import Ingestor, OnAccepted
+from server.scores.rules import ScoreRules, rules_for
 from server.settings import ServerSettings
 from server.store.database import make_engine
 from server.store.tokens import TokenStore
@@ -53,6 +55,7 @@ def create_app(
     deployment: Deployment | None = None,
     now: Callable[[], datetime] = _utcnow,
     on_accepted: OnAccepted | None = None,
+    score_rules: ScoreRules | None = None,
 ) -> FastAPI:
     """The application for `settings`.
 
@@ -61,6 +64,8 @@ def create_app(
     configuration in ``settings.config_dir``. `now` is the server's clock
     (aware datetimes). `on_accepted` receives, after each batch is committed,
     the (department, case_id) of every case with newly accepted events.
+    `score_rules` default to the configuration directory's scores.yaml (or
+    the reference city's rules).
     Raises `ConfigErrors` for an invalid configuration directory.
     """
     owned = engine is None
@@ -99,6 +104,8 @@ def create_app(
     app.include_router(cases_router(db, deployment, clock, now))
     app.include_router(catalog_router(deployment, clock.calendar))
     app.include_router(rates_router(db, deployment))
+    rules = rules_for(settings.config_dir) if score_rules is None else score_rules
+    app.include_router(scores_router(db, deployment, rules, now))
 
     @app.middleware("http")
     async def log_request(
