@@ -6,6 +6,7 @@
     esup-server token create --agent NAME --departments A,B [--config DIR] [--database URL]
     esup-server token list [--database URL]
     esup-server token revoke --agent NAME [--database URL]
+    esup-server import|scores|appeal|period|operator|feed ...   (server/scores/commands.py)
 
 `run` serves the HTTP API with the settings in FILE (config/server.yaml is
 an example) and, every `advance_seconds`, advances the levels of the cases
@@ -31,13 +32,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from sqlalchemy import Engine
 
+from casework.config import Deployment
 from casework.configfiles import load_config
 from casework.errors import ConfigErrors, EsupError
 from server.errors import TokenError, UnknownDepartmentError
+from server.scores.commands import register as register_score_commands
 from server.settings import load_settings
 from server.store.database import DEFAULT_URL, make_engine, shown
 from server.store.migrate import check_current, upgrade_engine
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--agent", required=True, metavar="NAME", help="the agent's name")
     _database_option(revoke)
     revoke.set_defaults(handler=_token_revoke)
+    register_score_commands(commands)
     return parser
 
 
@@ -209,6 +213,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             engine, projector.advance, interval=timedelta(seconds=settings.advance_seconds)
         )
         scheduler = start_scheduler(job)
+        feed_scheduler = _start_feed(engine, deployment, settings.config_dir)
         try:
             uvicorn.run(
                 app,
@@ -220,9 +225,24 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         finally:
             job.stop()  # a run holding the lock lets go at once
             scheduler.shutdown(wait=True)
+            if feed_scheduler is not None:
+                feed_scheduler.shutdown(wait=True)
     finally:
         engine.dispose()
     return 0
+
+
+def _start_feed(engine: Engine, deployment: Deployment, config_dir: Path) -> Any:
+    """The scoring feed's scheduler when scores.yaml names a folder or URL, else None."""
+    from server.scores.feedjob import FeedJob, start_feed_scheduler
+    from server.scores.rules import rules_for
+    from server.scores.service import ScoreService
+
+    rules = rules_for(config_dir)
+    if rules.feed.folder is None and rules.feed.url is None:
+        return None
+    job = FeedJob(ScoreService(engine, deployment, rules), rules.feed)
+    return start_feed_scheduler(job, rules.feed.cron, deployment.settings.zone)
 
 
 def _recompute(args: argparse.Namespace, out: IO[str]) -> int:
