@@ -114,6 +114,8 @@ def read_csv(text: str) -> list[dict[str, Any]]:
     keys = dict(COLUMNS)
     out = []
     for cells in reader:
+        if not cells:
+            continue
         row: dict[str, Any] = {}
         for title, cell in zip(header, cells, strict=True):
             key = keys[title]

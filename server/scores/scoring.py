@@ -56,7 +56,8 @@ _ORDER = list(RATINGS)
 
 
 def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    """Two places, half up; never a negative zero (adding 0 turns -0.00 into 0.00)."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP) + 0
 
 
 def esupervision_points(
@@ -115,7 +116,7 @@ def _parts(unit: Unit, inputs: ScoreInputs, rules: ScoreRules, acc: _Gathered) -
     parts.append(
         Part(
             "platforms",
-            Decimal(0) if raw is None else _weighted(raw, weights.platforms),
+            _cents(Decimal(0) if raw is None else _weighted(raw, weights.platforms)),
             {"weight": float(weights.platforms), "raw": None if raw is None else float(raw),
              "rate": rate, "by_platform": per_platform},
         )
@@ -126,7 +127,7 @@ def _parts(unit: Unit, inputs: ScoreInputs, rules: ScoreRules, acc: _Gathered) -
         parts.append(
             Part(
                 key,
-                Decimal(0) if value is None else _weighted(value, weight),
+                _cents(Decimal(0) if value is None else _weighted(value, weight)),
                 {"weight": float(weight), "raw": None if value is None else float(value)},
             )
         )
@@ -137,7 +138,7 @@ def _parts(unit: Unit, inputs: ScoreInputs, rules: ScoreRules, acc: _Gathered) -
         {"case_id": c.case_id, "level": c.level, "reached_at": c.reached_at.isoformat()}
         for c in inputs.card_evidence.get(unit.code, ())
     )
-    parts.append(Part("esupervision", -points, detail, evidence))
+    parts.append(Part("esupervision", _cents(-points), detail, evidence))
     for key, kind, sign in (
         ("inspections", "inspection", -1),
         ("faults", "fault", -1),
