@@ -70,6 +70,8 @@ class CardEvidence:
 
 @dataclass(frozen=True, slots=True)
 class SatisfactionCount:
+    """Answers of one platform's users about a department in a month (or summed: the period)."""
+
     department: str
     month: str
     platform: str

@@ -170,7 +170,7 @@ class _Gathered:
 
     def __init__(self, inputs: ScoreInputs) -> None:
         period = inputs.period
-        months = set(period.months())
+        months = {*period.months(), str(period)}  # counts by month, or summed for the period
         self.satisfaction: dict[str, dict[str, tuple[int, int, int]]] = defaultdict(dict)
         for c in inputs.satisfaction:
             if c.month in months:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from casework.config import Deployment
 from server.scores import audit
@@ -92,17 +92,19 @@ class ScoreService:
         """Everything `score` reads for `period`, the year before apart."""
         zone = self.deployment.settings.zone
         s = score_satisfaction.c
+        # Summed over the period's months by the database; the rows carry the period.
         satisfaction = [
-            SatisfactionCount(*row)
-            for row in connection.execute(
+            SatisfactionCount(department, str(period), platform, int(a), int(b), int(c))
+            for department, platform, a, b, c in connection.execute(
                 select(
                     s.department,
-                    s.month,
                     s.platform,
-                    s.satisfied,
-                    s.basically_satisfied,
-                    s.dissatisfied,
-                ).where(s.month.in_(period.months()))
+                    func.sum(s.satisfied),
+                    func.sum(s.basically_satisfied),
+                    func.sum(s.dissatisfied),
+                )
+                .where(s.month.in_(period.months()))
+                .group_by(s.department, s.platform)
             )
         ]
         v = score_evaluations.c
