@@ -36,6 +36,8 @@ bench-server: $(BIN)/.installed
 	$(BIN)/python bench/figures.py --postgres
 	$(BIN)/python bench/advance.py
 	$(BIN)/python bench/advance.py --postgres
+	$(BIN)/python bench/scores.py
+	$(BIN)/python bench/scores.py --postgres
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
