@@ -20,8 +20,12 @@ from casework.config import Deployment
 from casework.configfiles import load_config
 from server.app import create_app
 from server.scores.feed import CATEGORY_SHEETS, COLUMNS, EVIDENCE_SHEET, STAFF_SHEET, read_csv
+from server.scores.importer import import_rows
+from server.scores.inputs import KINDS
 from server.scores.operators import OperatorStore
-from server.scores.rules import ScoreRules
+from server.scores.period import Period
+from server.scores.rules import PLATFORMS, Accountability, ScoreRules
+from server.scores.service import ScoreService
 from server.settings import ServerSettings
 from server.store import tables
 
@@ -267,3 +271,32 @@ def test_bad_rows_are_named_and_good_rows_go_in(client: TestClient, migrated: En
         (2, "department", "nope"),
         (3, "score", "ninety"),
     ]
+
+
+def test_second_year_reads_the_closed_year(migrated: Engine, deployment: Deployment) -> None:
+    """2024 closed with fgw admonished at 80.00; 2025 at 82.00 grows 2.5% < 5%."""
+
+    def post(kind: str, rows: list[dict[str, Any]]) -> None:
+        report = import_rows(
+            migrated, KINDS[kind], enumerate(rows, 1), departments={"fgw", "jyj", "kjj", "gxj"},
+            platforms=PLATFORMS, now=NOW,
+        )  # fmt: skip
+        assert report.errors == []
+
+    scores = {"2024": 80, "2025": 82}
+    for year, value in scores.items():
+        for kind in ("superior", "service_users"):
+            post(kind, [{"department": "fgw", "period": year, "score": value}])
+        post("satisfaction", [{"department": "fgw", "month": f"{year}-06",
+                               "platform": "media", "satisfied": value,
+                               "basically_satisfied": 0, "dissatisfied": 100 - value}])  # fmt: skip
+    # The other departments have no inputs (0 points): every one of the category counts
+    # as "bottom" here, so that fgw at 80.00 (基本满意) is admonished.
+    rules = ScoreRules(accountability=Accountability(bottom=94))
+    service = ScoreService(migrated, deployment, rules, now=lambda: NOW)
+    closed = service.close(Period(2024), "考评办").department("fgw")
+    assert closed.final == Decimal("80.00")
+    assert "admonishment" in closed.flags
+    now = service.scores(Period(2025)).department("fgw")
+    assert now.growth_percent == Decimal("2.50")
+    assert "leadership_adjustment" in now.flags
