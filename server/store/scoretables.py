@@ -17,6 +17,9 @@
     score_operators      the bearer tokens of the evaluation office, supervisors and
                          departments (the SHA-256 of the token, never the token)
 
+and one index on `cards` (tables.py): (reached_at, department, level, voided_at),
+which covers the month-by-month count of the e-supervision deductions.
+
 Points are NUMERIC(9, 2). The migration server/migrations/versions/r0005_scores.py
 is written from these definitions.
 """
@@ -35,9 +38,10 @@ from sqlalchemy import (
     Text,
 )
 
-from server.store.tables import UTCDateTime, metadata
+from server.store.tables import UTCDateTime, cards, metadata
 
 __all__ = [
+    "cards_for_scores",
     "score_appeals",
     "score_audit",
     "score_complaints",
@@ -48,6 +52,11 @@ __all__ = [
     "score_restatements",
     "score_satisfaction",
 ]
+
+#: Covers server/scores/cardcounts.py: a month's cards are one range of this index.
+cards_for_scores = Index(
+    None, cards.c.reached_at, cards.c.department, cards.c.level, cards.c.voided_at
+)
 
 _Id = BigInteger().with_variant(Integer(), "sqlite")
 _Points = Numeric(9, 2, asdecimal=True)

@@ -1,4 +1,5 @@
-"""Scores: the evaluation office's inputs, appeals and their audit, closed periods, operators.
+"""Scores: the office's inputs, appeals and their audit, closed periods, operators; an index
+on cards covering the monthly card counts.
 
 Revision ID: r0005
 Revises: r0004
@@ -34,6 +35,11 @@ def points(name: str, comment: str | None = None) -> sa.Column[Decimal]:
 
 
 def upgrade() -> None:
+    op.create_index(
+        op.f("ix_cards_reached_at_department_level_voided_at"),
+        "cards",
+        ["reached_at", "department", "level", "voided_at"],
+    )
     op.create_table(
         "score_satisfaction",
         sa.Column("department", sa.String(length=64), nullable=False),
@@ -179,3 +185,4 @@ def downgrade() -> None:
         "score_satisfaction",
     ):
         op.drop_table(table)
+    op.drop_index(op.f("ix_cards_reached_at_department_level_voided_at"), table_name="cards")
