@@ -83,8 +83,6 @@ def card_evidence(
     if department is not None:
         query = query.where(k.department == department)
     out: dict[str, list[CardEvidence]] = defaultdict(list)
-    for row in connection.execute(query):
-        out[row.department].append(
-            CardEvidence(row.department, row.case_id, row.level, row.reached_at)
-        )
+    for code, case_id, level, reached_at in connection.execute(query).tuples():
+        out[code].append(CardEvidence(code, case_id, level, reached_at))
     return dict(out)
