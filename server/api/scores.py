@@ -5,6 +5,7 @@
     GET  /api/v1/scores.xlsx?period=...                the workbook (docs/scores.md)
     POST /api/v1/scores/inputs/{kind}                  office: a JSON array of rows
     GET  /api/v1/scores/appeals?department=&status=    appeals with their audit trail
+    GET  /api/v1/scores/audit?subject=                 the audit trail of one subject
     POST /api/v1/scores/appeals                        department (its own) or office
     POST /api/v1/scores/appeals/{id}/decision          supervisor: uphold or reject
     POST /api/v1/scores/periods/{period}/close         office: freeze the results
@@ -29,9 +30,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from casework.config import Deployment
-from server.scores import feed
+from server.scores import audit, feed
 from server.scores.appeals import AppealError, AppealStore, UnknownAppealError, UnknownCardError
-from server.scores.importer import import_rows
+from server.scores.importer import import_rows, record_import
 from server.scores.inputs import KINDS
 from server.scores.operators import Operator, OperatorStore
 from server.scores.period import Period, PeriodTextError
@@ -152,18 +153,29 @@ def scores_router(
             who = operator(authorization, "office")
             if kind not in KINDS:
                 raise _RefusedError(404, f"Unknown input kind {kind!r}; kinds: {', '.join(KINDS)}.")
+            at = now()
             report = import_rows(
                 engine,
                 KINDS[kind],
                 enumerate(rows, start=1),
                 departments=departments,
                 platforms=rules.platforms,
-                now=now(),
+                now=at,
             )
+            record_import(engine, report, actor=who.name, source="POST", at=at)
             restated = service.restate_closed(f"{kind} posted by {who.name}", who.name)
             return {**report.to_json(), "restated": restated}
 
         return answer(store)
+
+    @router.get("/api/v1/scores/audit", summary="The audit trail of one subject")
+    def get_audit(
+        subject: Annotated[
+            str, Query(description="appeal:ID, card:DEPT/CASE/LEVEL, period:P or import:KIND")
+        ],
+    ) -> Any:
+        with engine.connect() as connection:
+            return [e.to_json() for e in audit.trail(connection, subject)]
 
     @router.get("/api/v1/scores/appeals", summary="Appeals and their audit trail")
     def get_appeals(department: str | None = None, status: str | None = None) -> Any:

@@ -1,6 +1,6 @@
 """The `esup-server` sub-commands of scores; each reads the server's settings file (--config).
 
-    esup-server import KIND FILE --config FILE
+    esup-server import KIND FILE [--by WHO] --config FILE
     esup-server scores PERIOD --config FILE [--format json|csv|xlsx] [--output FILE]
     esup-server appeal file --department D --case C --level L --by WHO --reason WHY --config FILE
     esup-server appeal decide ID (--uphold | --reject) --by WHO --reason WHY --config FILE
@@ -33,7 +33,7 @@ from casework.config import Deployment
 from casework.configfiles import load_config
 from server.scores import feed
 from server.scores.appeals import AppealStore
-from server.scores.importer import import_file
+from server.scores.importer import import_file, record_import
 from server.scores.inputs import KINDS
 from server.scores.operators import ROLES, OperatorStore
 from server.scores.period import Period
@@ -97,6 +97,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     imp.add_argument("kind", choices=sorted(KINDS), metavar="KIND", help=", ".join(KINDS))
     imp.add_argument("file", type=Path, metavar="FILE", help="a .csv or .xlsx file")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--by", default="esup-server import", help="who imports (audit trail)")
     _config(imp)
     imp.set_defaults(handler=_import)
 
@@ -186,15 +187,17 @@ def _import(args: argparse.Namespace, out: IO[str]) -> int:
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
+            at = _utcnow()
             report = import_file(
                 engine,
                 kind,
                 args.file,
                 departments=departments,
                 platforms=rules.platforms,
-                now=_utcnow(),
+                now=at,
                 progress=progress,
             )
+        record_import(engine, report, actor=args.by, source=str(args.file), at=at)
         for error in report.errors:
             print(f"{args.file}: {error}", file=out)
         rejected = len({e.row for e in report.errors})

@@ -27,7 +27,15 @@ from sqlalchemy import Engine
 from casework.errors import EsupError
 from server.scores.inputs import Kind, RowError, check_rows, store_rows
 
-__all__ = ["BATCH", "ImportReport", "InputFileError", "import_file", "import_rows", "read_table"]
+__all__ = [
+    "BATCH",
+    "ImportReport",
+    "InputFileError",
+    "import_file",
+    "import_rows",
+    "read_table",
+    "record_import",
+]
 
 #: Rows per transaction.
 BATCH = 5_000
@@ -60,6 +68,24 @@ class ImportReport:
             "rejected": len({e.row for e in self.errors}),
             "errors": [e.to_json() for e in self.errors],
         }
+
+
+def record_import(
+    engine: Engine, report: ImportReport, *, actor: str, source: str, at: datetime
+) -> None:
+    """Write the import to the audit trail: who, when, from where, how many rows went in."""
+    from server.scores import audit
+
+    rejected = len({e.row for e in report.errors})
+    with engine.begin() as connection:
+        audit.record(
+            connection,
+            at=at,
+            actor=actor,
+            action="inputs_imported",
+            subject=f"import:{report.kind}",
+            detail=f"{source}: {report.rows} rows, {report.stored} stored, {rejected} rejected",
+        )
 
 
 def _csv_rows(path: Path) -> tuple[list[str], Generator[list[Any], None, None], int]:

@@ -191,6 +191,13 @@ def test_scores_end_to_end(client: TestClient, migrated: Engine) -> None:
     frozen = client.get("/api/v1/scores", params={"period": "2025"}).json()
     assert frozen["closed_at"] is not None
     assert frozen["restatements"][0]["changes"]["fgw"]["after"]["final"] == 87.5
+    trail = client.get("/api/v1/scores/audit", params={"subject": "period:2025"}).json()
+    assert [(e["action"], e["actor"]) for e in trail] == [
+        ("period_closed", "考评办"),
+        ("period_restated", "考评办"),
+    ]
+    imports = client.get("/api/v1/scores/audit", params={"subject": "import:faults"}).json()
+    assert imports[0]["detail"] == "POST: 1 rows, 1 stored, 0 rejected"
 
 
 def test_feeds_agree_with_the_json(client: TestClient, migrated: Engine) -> None:

@@ -95,3 +95,20 @@ def test_a_header_lacking_a_column_fails_the_file(migrated: Engine, tmp_path: Pa
     (tmp_path / "x.txt").write_text("department,period,score\n", encoding="utf-8")
     with pytest.raises(InputFileError, match=r"give a \.csv or \.xlsx"):
         run(migrated, "superior", tmp_path / "x.txt")
+
+
+def test_progress_is_reported_batch_by_batch(
+    migrated: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.scores.importer.BATCH", 2)
+    path = tmp_path / "head.csv"
+    lines = [f"H-{n},fgw,2025-0{n}-01,complaint {n}" for n in range(1, 6)]
+    path.write_text("record_id,department,date,description\n" + "\n".join(lines) + "\n",
+                    encoding="utf-8")  # fmt: skip
+    seen: list[tuple[int, int]] = []
+    report = import_file(
+        migrated, KINDS["head_complaints"], path, departments=DEPARTMENTS,
+        platforms=PLATFORMS, now=NOW, progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    assert report.stored == 5
