@@ -225,24 +225,21 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         finally:
             job.stop()  # a run holding the lock lets go at once
             scheduler.shutdown(wait=True)
-            if feed_scheduler is not None:
-                feed_scheduler.shutdown(wait=True)
+            feed_scheduler.shutdown(wait=True)
     finally:
         engine.dispose()
     return 0
 
 
 def _start_feed(engine: Engine, deployment: Deployment, config_dir: Path) -> Any:
-    """The scoring feed's scheduler when scores.yaml names a folder or URL, else None."""
+    """The scores' scheduler: closed periods checked for late changes, and the feed."""
     from server.scores.feedjob import FeedJob, start_feed_scheduler
     from server.scores.rules import rules_for
     from server.scores.service import ScoreService
 
     rules = rules_for(config_dir)
-    if rules.feed.folder is None and rules.feed.url is None:
-        return None
     job = FeedJob(ScoreService(engine, deployment, rules), rules.feed)
-    return start_feed_scheduler(job, rules.feed.cron, deployment.settings.zone)
+    return start_feed_scheduler(job, deployment.settings.zone)
 
 
 def _recompute(args: argparse.Namespace, out: IO[str]) -> int:

@@ -4,7 +4,8 @@
         deliver(period) -> [str]     write and post one period's feed; what was done
         run()                        the scheduled run: restate closed periods whose results
                                      late events changed, then deliver last month and its year
-    start_feed_scheduler(job, cron, zone) -> BackgroundScheduler   APScheduler 3.x, cron
+        restate()                    the scheduled check: restate closed periods that changed
+    start_feed_scheduler(job, zone) -> BackgroundScheduler   APScheduler 3.x, both crontabs
 
 Files are ``scores-PERIOD.json``, ``.csv`` and ``.xlsx``, each written to a
 temporary file in the folder and renamed over the old one, so a reader never
@@ -146,10 +147,19 @@ class FeedJob:
         year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
         return Period(year, month), Period(year)
 
-    def run(self) -> None:
-        """The scheduled run; never raises (failures are logged and counted)."""
+    def restate(self) -> None:
+        """The scheduled check of closed periods for late changes; never raises."""
         try:
-            self.service.restate_closed("late events found by the scheduled feed run")
+            for done in self.service.restate_closed("late changes found by the scheduled check"):
+                logger.info("restated %s: %d change(s)", done["period"], len(done["changes"]))
+        except Exception:
+            self.failures += 1
+            logger.exception("checking the closed periods failed; the next run will try again")
+
+    def run(self) -> None:
+        """The scheduled feed run; never raises (failures are logged and counted)."""
+        try:
+            self.service.restate_closed("late changes found by the scheduled feed run")
             for period in self.periods_due():
                 for line in self.deliver(period):
                     logger.info("feed: %s", line)
@@ -158,15 +168,24 @@ class FeedJob:
             logger.exception("the scheduled scoring feed failed; the next run will try again")
 
 
-def start_feed_scheduler(job: FeedJob, cron: str, zone: ZoneInfo) -> BackgroundScheduler:
-    """A started background scheduler running `job.run` at the crontab line `cron`."""
+def start_feed_scheduler(job: FeedJob, zone: ZoneInfo) -> BackgroundScheduler:
+    """A started background scheduler: `job.restate` at the feed's `restate_cron`, and
+    `job.run` at its `cron` when the feed has a folder or a URL to deliver to."""
     scheduler = BackgroundScheduler(timezone=zone)
     scheduler.add_job(
-        job.run,
-        CronTrigger.from_crontab(cron, timezone=zone),
-        id="esup-scores-feed",
+        job.restate,
+        CronTrigger.from_crontab(job.feed.restate_cron, timezone=zone),
+        id="esup-scores-restate",
         max_instances=1,
         coalesce=True,
     )
+    if job.feed.folder is not None or job.feed.url is not None:
+        scheduler.add_job(
+            job.run,
+            CronTrigger.from_crontab(job.feed.cron, timezone=zone),
+            id="esup-scores-feed",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.start()
     return scheduler

@@ -186,10 +186,21 @@ class HeadApologies(_Model):
     public_on_inspection: bool = True
 
 
+def _check_cron(text: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+    try:
+        CronTrigger.from_crontab(text)
+    except ValueError as exc:
+        raise ValueError(f"the cron expression {text!r} is not valid: {exc}") from None
+
+
 class Feed(_Model):
-    """The scheduled feed: when (a crontab line), where (a folder, a URL), how hard to retry."""
+    """The scheduled feed: when (a crontab line), where (a folder, a URL), how hard to retry;
+    and when closed periods are checked for late changes (`restate_cron`)."""
 
     cron: Annotated[str, StringConstraints(min_length=9)] = "0 2 1 * *"
+    restate_cron: Annotated[str, StringConstraints(min_length=9)] = "15 * * * *"
     folder: Path | None = None
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
     retries: Annotated[int, Field(ge=0, le=20)] = 3
@@ -197,12 +208,8 @@ class Feed(_Model):
 
     @model_validator(mode="after")
     def _cron(self) -> Feed:
-        from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
-
-        try:
-            CronTrigger.from_crontab(self.cron)
-        except ValueError as exc:
-            raise ValueError(f"the cron expression {self.cron!r} is not valid: {exc}") from None
+        _check_cron(self.cron)
+        _check_cron(self.restate_cron)
         return self
 
 

@@ -139,3 +139,22 @@ def test_the_feed_job_writes_files_and_posts_with_retries(migrated: Engine, tmp_
         refused.deliver(Period(2025))
     refused.run()  # the scheduled run logs and counts, never raises
     assert refused.failures == 1
+
+
+def test_the_scheduler_checks_closed_periods_and_runs_the_feed_when_configured(
+    migrated: Engine, tmp_path: Path
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from server.scores.feedjob import start_feed_scheduler
+
+    service = ScoreService(migrated, load_config(CONFIG), ScoreRules(), now=lambda: NOW)
+    for feed, ids in (
+        (Feed(), {"esup-scores-restate"}),
+        (Feed(folder=tmp_path), {"esup-scores-restate", "esup-scores-feed"}),
+    ):
+        scheduler = start_feed_scheduler(FeedJob(service, feed), ZoneInfo("Asia/Shanghai"))
+        try:
+            assert {job.id for job in scheduler.get_jobs()} == ids
+        finally:
+            scheduler.shutdown(wait=True)
