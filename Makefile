@@ -44,6 +44,8 @@ bench-server: $(BIN)/.installed
 bench-agent-clocks: $(BIN)/.installed
 	$(BIN)/python bench/agent_memory.py
 	$(BIN)/python bench/agent_idle_cpu.py
+	$(BIN)/python bench/scores.py
+	$(BIN)/python bench/scores.py --postgres
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,6 +1,7 @@
 """`esup config check [DIR]`: load a configuration directory and report on it.
 
-On success prints ``OK`` and a one-paragraph summary to stdout and returns 0.
+The directory's scores.yaml (the server's evaluation rules), when present, is
+checked too. On success prints ``OK`` and a one-paragraph summary to stdout and returns 0.
 On failure prints every problem, one per line, to stderr and returns 2. The
 output is plain text, so it reads the same in a terminal, a pipe or a CI log.
 """
@@ -64,6 +65,7 @@ def run_check(
     directory: Path = args.directory
     try:
         deployment = load_config(directory)
+        _check_score_rules(directory)
     except ConfigErrors as exc:
         for problem in exc.errors:
             print(problem, file=err)
@@ -73,6 +75,13 @@ def run_check(
     print(textwrap.fill(summary(deployment), width=88, break_on_hyphens=False), file=out)
     print(coverage(WorkCalendar.from_config(deployment.calendar)), file=out)
     return 0
+
+
+def _check_score_rules(directory: Path) -> None:
+    """The server's scores.yaml, when the directory has one; raises ConfigErrors."""
+    from server.scores.rules import rules_for  # only needed where scores are configured
+
+    rules_for(directory)
 
 
 def coverage(calendar: WorkCalendar) -> str:

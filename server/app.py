@@ -24,6 +24,7 @@ from server.api import health, ingest
 from server.api.cases import cases_router
 from server.api.catalog import catalog_router
 from server.api.figures import rates_router
+from server.api.scores import scores_router
 from server.ingest import Ingestor, OnAccepted
 from server.liveconfig import Configuration, LiveConfig
 from server.metrics import (
@@ -33,6 +34,7 @@ from server.metrics import (
     metrics_registry,
     metrics_router,
 )
+from server.scores.rules import ScoreRules, rules_for
 from server.settings import ServerSettings
 from server.store.database import make_engine
 from server.store.tokens import TokenStore
@@ -61,6 +63,7 @@ def create_app(
     config: LiveConfig | None = None,
     now: Callable[[], datetime] = _utcnow,
     on_accepted: OnAccepted | None = None,
+    score_rules: ScoreRules | None = None,
 ) -> FastAPI:
     """The application for `settings`.
 
@@ -70,7 +73,8 @@ def create_app(
     made of `deployment`, by default the configuration in ``settings.config_dir``.
     `now` is the server's clock (aware datetimes). `on_accepted` receives, after
     each batch is committed, the (department, case_id) of every case with newly
-    accepted events.
+    accepted events. `score_rules` default to the configuration directory's
+    scores.yaml (or the reference city's rules).
     Raises `ConfigErrors` for an invalid configuration directory.
     """
     owned = engine is None
@@ -124,6 +128,8 @@ def create_app(
     app.state.metrics_registry = registry = metrics_registry(_version())
     app.include_router(metrics_router(collector, registry))
     request_metrics = RequestMetrics(registry)
+    rules = rules_for(settings.config_dir) if score_rules is None else score_rules
+    app.include_router(scores_router(db, deployment, rules, now, listen=config.listen))
 
     @app.middleware("http")
     async def log_request(

@@ -67,7 +67,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
 from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
-from server.dailycounts import PROJECTION_LOCK_KEY, Tally
+from server.cardvoids import void_card
+from server.dailycounts import COUNTED, PROJECTION_LOCK_KEY, Tally
 from server.dailycounts import write as write_counts
 from server.store import tables
 from server.store.bulk import Bulk
@@ -103,9 +104,6 @@ Key = tuple[str, str]
 Row = dict[str, Any]
 #: A case's unvoided cards: level -> reached_at.
 Cards = dict[str, datetime]
-
-#: The `cases` columns a case's daily counts depend on (with its unvoided cards).
-COUNTED: Final = ("state", "item", "accepted_at", "closed_at", "outcome", "timeliness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,40 +365,16 @@ class CaseProjector:
         """
         if not reason or reason == SUPERSEDED:
             raise ValueError("a card is voided with a reason of its own, not the clock's")
-        c = tables.cases.c
-        k = tables.cards.c
-        key = (department, case_id)
         with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
-            row = (
-                connection.execute(
-                    select(*(c[name] for name in COUNTED)).where(
-                        c.department == department, c.case_id == case_id
-                    )
-                )
-                .mappings()
-                .one_or_none()
+            return void_card(
+                connection,
+                department,
+                case_id,
+                level,
+                reason=reason,
+                at=self.now(),
+                zone=self.clock.tz,
             )
-            cards: Cards = {
-                lv: at
-                for lv, at in connection.execute(
-                    select(k.level, k.reached_at).where(
-                        k.department == department, k.case_id == case_id, k.voided_at.is_(None)
-                    )
-                )
-            }
-            if row is None or level not in cards:
-                return False
-            connection.execute(
-                update(tables.cards)
-                .where(k.department == department, k.case_id == case_id, k.level == level)
-                .values(voided_at=self.now(), void_reason=reason)
-            )
-            tally = Tally(self.clock.tz)
-            tally.add_case(-1, key[0], row, cards)
-            tally.add_case(1, key[0], row, {lv: at for lv, at in cards.items() if lv != level})
-            write_counts(connection, tally)
-        logger.info("card %s of case %s/%s voided: %s", level, department, case_id, reason)
-        return True
 
     # -- one batch --------------------------------------------------------------------
 

@@ -6,6 +6,7 @@
     esup-server token create --agent NAME --departments A,B [--config DIR] [--database URL]
     esup-server token list [--database URL]
     esup-server token revoke --agent NAME [--database URL]
+    esup-server import|scores|appeal|period|operator|feed ...   (server/scores/commands.py)
 
 `run` serves the HTTP API with the settings in FILE (config/server.yaml is
 an example) and, every `advance_seconds`, advances the levels of the cases
@@ -33,13 +34,15 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from sqlalchemy import Engine
 
+from casework.config import Deployment
 from casework.configfiles import load_config
 from casework.errors import ConfigErrors, EsupError
 from server.errors import TokenError, UnknownDepartmentError
+from server.scores.commands import register as register_score_commands
 from server.settings import load_settings
 from server.store.database import DEFAULT_URL, make_engine, shown
 from server.store.migrate import check_current, upgrade_engine
@@ -157,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--agent", required=True, metavar="NAME", help="the agent's name")
     _database_option(revoke)
     revoke.set_defaults(handler=_token_revoke)
+    register_score_commands(commands)
     return parser
 
 
@@ -233,6 +237,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         for extra in extra_jobs:
             schedule(extra, scheduler)
         app.state.metrics_registry.register(JobsCollector([job, *extra_jobs]))
+        feed_scheduler = _start_feed(engine, live().deployment, settings.config_dir)
         try:
             uvicorn.run(
                 app,
@@ -246,11 +251,23 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             for extra in extra_jobs:
                 extra.stop()
             scheduler.shutdown(wait=True)
+            feed_scheduler.shutdown(wait=True)
             if watcher is not None:
                 watcher.stop()
     finally:
         engine.dispose()
     return 0
+
+
+def _start_feed(engine: Engine, deployment: Deployment, config_dir: Path) -> Any:
+    """The scores' scheduler: closed periods checked for late changes, and the feed."""
+    from server.scores.feedjob import FeedJob, start_feed_scheduler
+    from server.scores.rules import rules_for
+    from server.scores.service import ScoreService
+
+    rules = rules_for(config_dir)
+    job = FeedJob(ScoreService(engine, deployment, rules), rules.feed)
+    return start_feed_scheduler(job, deployment.settings.zone)
 
 
 def _recompute(args: argparse.Namespace, out: IO[str]) -> int:

@@ -51,6 +51,7 @@ from server.store.database import exclusive
 from server.store.state import StateStore
 
 __all__ = [
+    "COUNTED",
     "COUNTS",
     "PROJECTION_LOCK_KEY",
     "ZONE_KEY",
@@ -72,6 +73,9 @@ _TIMELINESS_COLUMN: Final = {
     "immediate": "on_time",
     "late": "late",
 }
+
+#: The `cases` columns a case's daily counts depend on (with its unvoided cards).
+COUNTED: Final = ("state", "item", "accepted_at", "closed_at", "outcome", "timeliness")
 
 #: The `server_state` key naming the zone `daily_counts` was built in.
 ZONE_KEY: Final = "daily_counts_zone"

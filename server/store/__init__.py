@@ -6,3 +6,7 @@ migrate.py    applying the Alembic migrations in server/migrations
 events.py     EventStore: append-only raw events, quarantine, sequence gaps
 tokens.py     TokenStore: agent tokens, stored as their SHA-256 only
 """
+
+# The scores' tables share `tables.metadata`; importing them here puts them in it whenever
+# the store is used, so the migrations' environment and their checks always see them.
+from server.store import scoretables as scoretables

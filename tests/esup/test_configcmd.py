@@ -91,3 +91,12 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_scores_rules_are_checked_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "config"
+    shutil.copytree(SHIPPED, copy)
+    (copy / "scores.yaml").write_text("thresholds: {satisfied: -5}\n", encoding="utf-8")
+    assert main(["config", "check", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{copy / 'scores.yaml'}: thresholds.satisfied: must be at least 0 (got -5)." in err
