@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_BYTES: Final = 4096
 #: Bytes read per transaction (whole lines; a longer line is read whole).
 CHUNK_BYTES: Final = 1 << 20
+#: At most this many files share one transaction.
+FILES_PER_COMMIT: Final = 1000
 _TEMPORARY: Final = (".tmp", ".part", ".partial", ".swp")
 _BOM: Final = b"\xef\xbb\xbf"
 
@@ -95,6 +97,20 @@ class _Seen:
     offset: int = 0
     lines: int = 0
     warned_partial: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A chunk of one file read and parsed, waiting for its transaction."""
+
+    name: str
+    seen: _Seen
+    size: int
+    consumed: int
+    offset: int
+    lines: int
+    good: list[CaseEvent]
+    rejected: int
 
 
 class DropFolder:
@@ -176,7 +192,8 @@ class DropFolder:
 
     def poll(self) -> bool:
         """Read every file's new complete lines, finish quiet files; True when more is
-        waiting at once (a chunk limit was hit). Reads nothing while the outbox is full."""
+        waiting at once (a file had more than a chunk). Reads nothing while the outbox is
+        full. The lines of many small files share one transaction, up to a chunk's bytes."""
         if self.outbox.paused():
             return False
         try:
@@ -192,16 +209,31 @@ class DropFolder:
             if name not in present:
                 del self._seen[name]
         more = False
+        pending: list[_Pending] = []
+        budget = 0
         for entry in entries:
-            if self.outbox.paused():
-                return False
+            if self.outbox.size_bytes() + budget >= self.outbox.cap_bytes():
+                more = False  # at the cap: the rest waits for delivery to make room
+                break
             try:
-                more |= self._visit(entry.name)
+                item = self._visit(entry.name)
             except FileNotFoundError:
                 self._seen.pop(entry.name, None)  # moved away meanwhile
+                continue
+            if item is None:
+                continue
+            more |= item.offset < item.size
+            pending.append(item)
+            budget += item.consumed
+            if budget >= self.chunk_bytes or len(pending) >= FILES_PER_COMMIT:
+                self._commit(pending)
+                pending, budget = [], 0
+        self._commit(pending)
         return more
 
-    def _visit(self, name: str) -> bool:
+    def _visit(self, name: str) -> _Pending | None:
+        """A file's next chunk of lines, read and parsed but not committed; None when it has
+        none (it may be finished then)."""
         path = self.path / name
         stat = path.stat()
         now = self.clock()
@@ -209,20 +241,17 @@ class DropFolder:
         if seen is None or (seen.size, seen.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
             seen = self._refresh(name, path, stat.st_size, stat.st_mtime_ns, seen, now)
             if seen is None:
-                return False
+                return None
         if seen.fingerprint is None:
-            return False
-        more = False
+            return None
         if seen.offset < stat.st_size:
-            more = self._read(name, path, seen, stat.st_size)
-        if seen.offset >= stat.st_size and now - seen.since >= self.config.finish_after_seconds:
-            self._finish(name, path)
-        elif (
-            seen.offset < stat.st_size
-            and not more
-            and not seen.warned_partial
-            and now - seen.since >= self.config.finish_after_seconds
-        ):
+            item = self._read(name, path, seen, stat.st_size)
+            if item is not None:
+                return item
+        if seen.offset >= stat.st_size:
+            if now - seen.since >= self.config.finish_after_seconds:
+                self._finish(name, path)
+        elif not seen.warned_partial and now - seen.since >= self.config.finish_after_seconds:
             seen.warned_partial = True
             logger.warning(
                 "drop folder %s: %s ends with a line without a newline and has not grown for"
@@ -231,7 +260,39 @@ class DropFolder:
                 name,
                 self.config.finish_after_seconds,
             )
-        return more
+        return None
+
+    def _commit(self, pending: list[_Pending]) -> None:
+        """The events and new offsets of `pending` in one transaction; then finish the files
+        read to their end that may be finished."""
+        if not pending:
+            return
+        now = self.clock()
+        with transaction(self.conn):
+            queued = self.outbox.put(
+                self.conn, self.name, [e for item in pending for e in item.good]
+            )
+            self.conn.executemany(
+                "INSERT INTO dropfolder_files"
+                " (source, fingerprint, name, offset, lines, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, fingerprint) DO UPDATE SET"
+                " name = excluded.name, offset = excluded.offset, lines = excluded.lines,"
+                " updated_at = excluded.updated_at",
+                [(self.name, i.seen.fingerprint, i.name, i.offset, i.lines, now) for i in pending],
+            )
+        self.outbox.committed(queued)
+        for item in pending:
+            item.seen.offset, item.seen.lines = item.offset, item.lines
+            self.events_read += len(item.good)
+            self.events_rejected += item.rejected
+            if item.good:
+                self.last_event_at = now
+            quiet = now - item.seen.since >= self.config.finish_after_seconds
+            if item.offset >= item.size and quiet:
+                try:
+                    self._finish(item.name, self.path / item.name)
+                except FileNotFoundError:
+                    self._seen.pop(item.name, None)
 
     def _refresh(
         self, name: str, path: Path, size: int, mtime_ns: int, seen: _Seen | None, now: float
@@ -267,11 +328,11 @@ class DropFolder:
                 cut = data.rfind(b"\n")
         return data[: cut + 1]
 
-    def _read(self, name: str, path: Path, seen: _Seen, size: int) -> bool:
-        """One chunk of complete lines into the outbox with the new offset; True if more remain."""
+    def _read(self, name: str, path: Path, seen: _Seen, size: int) -> _Pending | None:
+        """The next chunk of complete lines of a file, parsed; rejected lines written aside."""
         data = self._chunk(path, seen.offset)
         if not data:
-            return False
+            return None
         if seen.offset == 0 and data.startswith(_BOM):
             data = data[len(_BOM) :]
             consumed = len(data) + len(_BOM)
@@ -286,24 +347,16 @@ class DropFolder:
             self._parse_jsonl(name, seen.lines, texts, good, bad)
         if bad:
             self._write_rejected(name, bad)
-        offset, lines = seen.offset + consumed, seen.lines + len(texts)
-        with transaction(self.conn):
-            queued = self.outbox.put(self.conn, self.name, good)
-            self.conn.execute(
-                "INSERT INTO dropfolder_files"
-                " (source, fingerprint, name, offset, lines, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, fingerprint) DO UPDATE SET"
-                " name = excluded.name, offset = excluded.offset, lines = excluded.lines,"
-                " updated_at = excluded.updated_at",
-                (self.name, seen.fingerprint, name, offset, lines, self.clock()),
-            )
-        self.outbox.committed(queued)
-        seen.offset, seen.lines = offset, lines
-        self.events_read += len(good)
-        self.events_rejected += len(bad)
-        if good:
-            self.last_event_at = self.clock()
-        return offset < size
+        return _Pending(
+            name=name,
+            seen=seen,
+            size=size,
+            consumed=consumed,
+            offset=seen.offset + consumed,
+            lines=seen.lines + len(texts),
+            good=good,
+            rejected=len(bad),
+        )
 
     def _check(self, event: CaseEvent) -> CaseEvent:
         if event.department not in self.departments:
