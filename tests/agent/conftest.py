@@ -14,10 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from agenthelpers import FakeClock  # noqa: E402
+from agenthelpers import FakeClock
 
-from agent.outbox import Outbox  # noqa: E402
-from agent.statedb import open_state_db  # noqa: E402
+from agent.outbox import Outbox
+from agent.statedb import open_state_db
 
 
 @pytest.fixture
