@@ -88,7 +88,8 @@ def test_a_batch_is_gzip_json_lines_with_the_token_and_leaves_after_2xx(
 
     sender = delivery(tmp_path, state, outbox, clock, handler)
     fill(state, outbox, 25)
-    assert sender.step() == 0 and sender.step() == 0
+    assert sender.step() == 0
+    assert sender.step() == 0
     assert outbox.depth() == 5
     request = seen[0]
     assert request.url.path == "/api/v1/events"
@@ -97,7 +98,8 @@ def test_a_batch_is_gzip_json_lines_with_the_token_and_leaves_after_2xx(
     events = sent_events(request)
     assert [e["seq"] for e in events] == list(range(1, 11))
     assert {e["source"] for e in events} == {"drop"}
-    assert sender.counts["accepted"] == 20 and sender.last_success_at == clock.now
+    assert sender.counts["accepted"] == 20
+    assert sender.last_success_at == clock.now
 
 
 def test_a_small_batch_waits_for_its_age_unless_flushing(
@@ -126,13 +128,15 @@ def test_server_down_then_up_keeps_every_row_and_backs_off(
     fill(state, outbox, 4)
     waits = [sender.step() for _ in range(6)]
     assert outbox.depth() == 4
-    assert sender.retrying and sender.counts["failed_attempts"] == 6
+    assert sender.retrying
+    assert sender.counts["failed_attempts"] == 6
     ceilings = [0.5 * 2**n for n in range(6)]
     for wait, ceiling in zip(waits, ceilings, strict=True):
         assert ceiling / 2 <= wait <= ceiling  # exponential, jittered
     up = True
     assert sender.step() == 0
-    assert outbox.depth() == 0 and not sender.retrying
+    assert outbox.depth() == 0
+    assert not sender.retrying
     assert sender.backoff() <= 0.5  # a success resets the backoff
 
 
@@ -146,10 +150,13 @@ def test_500_is_retried_and_loses_nothing(
 
     sender = delivery(tmp_path, state, outbox, clock, handler, batch_age_seconds=0)
     fill(state, outbox, 3)
-    assert sender.step() > 0 and sender.step() > 0
-    assert outbox.depth() == 3 and outbox.dead_letters() == 0
+    assert sender.step() > 0
+    assert sender.step() > 0
+    assert outbox.depth() == 3
+    assert outbox.dead_letters() == 0
     assert sender.step() == 0
-    assert outbox.depth() == 0 and sender.counts["accepted"] == 3
+    assert outbox.depth() == 0
+    assert sender.counts["accepted"] == 3
 
 
 def test_429_waits_as_long_as_retry_after_says(
@@ -161,7 +168,8 @@ def test_429_waits_as_long_as_retry_after_says(
     sender = delivery(tmp_path, state, outbox, clock, handler, batch_age_seconds=0)
     fill(state, outbox, 2)
     assert sender.step() == 42
-    assert outbox.depth() == 2 and sender.retrying
+    assert outbox.depth() == 2
+    assert sender.retrying
 
 
 def test_retry_after_as_an_http_date() -> None:
@@ -181,7 +189,8 @@ def test_events_the_server_rejects_move_to_the_dead_letters(
     sender = delivery(tmp_path, state, outbox, clock, handler, batch_age_seconds=0)
     fill(state, outbox, 4)
     assert sender.step() == 0
-    assert outbox.depth() == 0 and outbox.dead_letters() == 2
+    assert outbox.depth() == 0
+    assert outbox.dead_letters() == 2
     letters = outbox.list_dead(state)
     assert [(d.event_id, d.reason, d.status) for d in letters] == [
         ("e-2", "item: unknown item code 'x'", 200),
@@ -202,9 +211,11 @@ def test_a_batch_refused_with_400_is_dead_lettered_not_retried(
 
     sender = delivery(tmp_path, state, outbox, clock, handler, batch_age_seconds=0)
     fill(state, outbox, 3)
-    assert sender.step() == 0 and sender.step() > 0  # the second finds nothing to send
+    assert sender.step() == 0
+    assert sender.step() > 0
     assert calls == 1
-    assert outbox.depth() == 0 and outbox.dead_letters() == 3
+    assert outbox.depth() == 0
+    assert outbox.dead_letters() == 3
     assert outbox.list_dead(state)[0].reason == (
         "HTTP 400: the body is neither JSON nor JSON Lines"
     )
@@ -221,7 +232,8 @@ def test_a_token_problem_keeps_the_rows(
     fill(state, outbox, 3)
     for _ in range(3):
         assert sender.step() > 0
-    assert outbox.depth() == 3 and outbox.dead_letters() == 0
+    assert outbox.depth() == 3
+    assert outbox.dead_letters() == 0
 
 
 def test_413_splits_the_batch_until_it_fits(
@@ -252,4 +264,5 @@ def test_an_answer_without_results_is_retried(
     sender = delivery(tmp_path, state, outbox, clock, handler, batch_age_seconds=0)
     fill(state, outbox, 2)
     assert sender.step() > 0
-    assert outbox.depth() == 2 and outbox.dead_letters() == 0
+    assert outbox.depth() == 2
+    assert outbox.dead_letters() == 0

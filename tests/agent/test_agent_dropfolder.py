@@ -56,7 +56,8 @@ def test_a_half_written_line_waits_for_its_newline(
         handle.write(half[20:])
     drain(source)
     assert queued(outbox, state) == ["e-1", "e-2"]
-    assert source.events_read == 2 and source.events_rejected == 0
+    assert source.events_read == 2
+    assert source.events_rejected == 0
 
 
 def test_an_append_in_place_writer_is_read_as_it_grows_and_finished_when_quiet(
@@ -252,10 +253,12 @@ def test_csv_exports_with_a_column_mapping(
     rows = outbox.take(state, 10)
     assert [r.event_id for r in rows] == ["r1", "r2"]
     first = json.loads(rows[0].body)
-    assert first["at"] == "2024-03-01T09:30:00+08:00" and first["promised_days"] == 5
+    assert first["at"] == "2024-03-01T09:30:00+08:00"
+    assert first["promised_days"] == 5
     assert source.events_rejected == 1
     rejected = (tmp_path / "drop" / "rejected" / "export.csv.rejected.jsonl").read_text("utf-8")
-    assert json.loads(rejected)["line"] == 4 and "promised_days" in rejected
+    assert json.loads(rejected)["line"] == 4
+    assert "promised_days" in rejected
 
 
 def test_the_fingerprint_is_the_first_line_and_waits_for_it(tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ def test_dead_letters_keep_the_reason_and_replay_with_new_seq(
     put(state, box, "a", [1, 2, 3])
     first, second, third = box.take(state, 10)
     box.settle(state, [first], [(second, "item: unknown item code 'x'", 200), (third, "r", 400)])
-    assert box.depth() == 0 and box.dead_letters() == 2
+    assert box.depth() == 0
+    assert box.dead_letters() == 2
     letters = box.list_dead(state)
     assert [(d.event_id, d.seq, d.reason, d.status) for d in letters] == [
         ("e-2", 2, "item: unknown item code 'x'", 200),
