@@ -56,7 +56,7 @@ def write_config(
     *,
     departments: Sequence[str] = ("fgw",),
     delivery: str = "{batch_size: 500, batch_age_seconds: 0.2, max_backoff_seconds: 2}",
-    source: str = "",
+    finish_after: float = 0,
 ) -> Path:
     """An agent config in `folder` with one drop folder `folder/drop`."""
     path = folder / "agent.yaml"
@@ -66,7 +66,7 @@ def write_config(
         f"state_dir: state\ndelivery: {delivery}\n"
         "sources:\n"
         f"  - {{kind: dropfolder, name: drop, path: drop, rescan_seconds: 1,"
-        f" finish_after_seconds: 0{source}}}\n",
+        f" finish_after_seconds: {finish_after}}}\n",
         encoding="utf-8",
     )
     (folder / "drop").mkdir(exist_ok=True)
@@ -85,6 +85,9 @@ class AgentProcess:
             cwd=config.parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def kill(self) -> None:
         if self.process.poll() is None:
