@@ -11,8 +11,9 @@ the key and the offending value.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -175,10 +176,12 @@ class AgentConfig(_Model):
     config_dir: Path | None = None
     outbox_cap_bytes: Annotated[int, Strict(), Field(ge=1024)] = 512 * 1024 * 1024
     delivery: DeliveryConfig = DeliveryConfig()
-    sources: Annotated[tuple[SourceConfig, ...], Field(min_length=1)]
+    sources: tuple[SourceConfig, ...]
 
     @model_validator(mode="after")
     def _unique_sources(self) -> AgentConfig:
+        if not self.sources:
+            raise ValueError("list at least one source (a dropfolder or an exchange_db)")
         names = [s.name for s in self.sources]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -227,6 +230,41 @@ def _with_paths(config: AgentConfig, base: Path) -> AgentConfig:
     )
 
 
+_KINDS: Final[dict[str, type[BaseModel]]] = {
+    "dropfolder": DropFolderConfig,
+    "exchange_db": ExchangeDbConfig,
+}
+
+
+def _errors(path: Path, data: dict[str, Any], exc: ValidationError) -> list[ConfigError]:
+    """casework's config errors, with a source's kind taken out of the key path
+    (``sources[0].rescan_seconds``, not ``sources[0].dropfolder.rescan_seconds``) and
+    the valid keys of the source's kind listed for an unknown key."""
+    details: list[Any] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if len(loc) >= 3 and loc[0] == "sources" and loc[2] in _KINDS:
+            loc = loc[:2] + loc[3:]
+        detail: dict[str, Any] = {"type": err["type"], "loc": loc, "input": err["input"]}
+        if "ctx" in err:
+            detail["ctx"] = err["ctx"]
+        details.append(detail)
+    plain = ValidationError.from_exception_data(exc.title, details)
+    out: list[ConfigError] = []
+    for error in config_errors(str(path), AgentConfig, data, plain):
+        match = re.fullmatch(r"sources\[(\d+)\]\.[^.\[]+", error.key)
+        sources = data.get("sources")
+        if match and error.problem.startswith("unknown key") and isinstance(sources, list):
+            entry = sources[int(match.group(1))]
+            model = _KINDS.get(entry.get("kind")) if isinstance(entry, dict) else None
+            if model is not None:
+                error = ConfigError(
+                    error.path, error.key, error.value, error.problem, tuple(model.model_fields)
+                )
+        out.append(error)
+    return out
+
+
 def load_agent_config(path: Path) -> AgentConfig:
     """Read the agent's config file at `path`, relative paths resolved against its folder.
 
@@ -245,7 +283,7 @@ def load_agent_config(path: Path) -> AgentConfig:
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigErrors(config_errors(str(path), AgentConfig, data, exc)) from None
+        raise ConfigErrors(_errors(path, data, exc)) from None
     config = _with_paths(config, path.parent)
     token_file = config.server.token_file
     if token_file is not None:

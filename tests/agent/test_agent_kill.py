@@ -91,9 +91,7 @@ def test_sigkill_at_random_moments_loses_no_event_and_doubles_none(tmp_path: Pat
             writer.join()
         agent = AgentProcess(config, "agent-last")
         try:
-            while len(stored_ids(database)) < EVENTS or any(
-                p.is_file() for p in drop.iterdir()
-            ):
+            while len(stored_ids(database)) < EVENTS or any(p.is_file() for p in drop.iterdir()):
                 assert time.monotonic() < deadline, f"not all delivered (seed {seed})"
                 assert agent.alive(), agent.output()
                 time.sleep(0.2)
