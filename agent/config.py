@@ -256,7 +256,8 @@ def _errors(path: Path, data: dict[str, Any], exc: ValidationError) -> list[Conf
         sources = data.get("sources")
         if match and error.problem.startswith("unknown key") and isinstance(sources, list):
             entry = sources[int(match.group(1))]
-            model = _KINDS.get(entry.get("kind")) if isinstance(entry, dict) else None
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            model = _KINDS.get(kind) if isinstance(kind, str) else None
             if model is not None:
                 error = ConfigError(
                     error.path, error.key, error.value, error.problem, tuple(model.model_fields)
