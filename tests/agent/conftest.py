@@ -5,6 +5,8 @@ The real-server tests import `serverprocess` from tests/server, put on the path 
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,3 +42,48 @@ def outbox(state: Any, clock: FakeClock) -> Outbox:
     box = Outbox(1 << 30, clock=clock)
     box.load(state)
     return box
+
+
+POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="session")
+def postgres_exchange(require_service: Any) -> Iterator[str]:
+    """The URL of a PostgreSQL database created for this session, dropped at its end."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(
+        f"{POSTGRES_SERVER}/test", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    name = f"esup_agent_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        require_service("PostgreSQL", f"cannot create a database at {POSTGRES_SERVER}: {exc.orig}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def exchange_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty exchange database: a SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'exchange.db'}"
+        return
+    url: str = request.getfixturevalue("postgres_exchange")
+    yield url
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS case_events"))
+    finally:
+        engine.dispose()
