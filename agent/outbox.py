@@ -24,12 +24,13 @@ Nothing is dropped; a source's last chunk may overshoot the cap by one chunk.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from agent.statedb import transaction
 from casework.events import CaseEvent
@@ -66,9 +67,11 @@ class OutboxRow:
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """What one `Outbox.put` queued: the stamped events and the bytes of their bodies."""
+    """What one `Outbox.put` queued: how many events, the bytes of their bodies, and the
+    stamped events when there are sinks to hear them (else empty: stamping costs)."""
 
     events: list[CaseEvent]
+    count: int = 0
     size: int = 0
 
 
@@ -86,11 +89,21 @@ class DeadLetter:
     dead_at: float
 
 
+_SLOTS: Final = (*(f.name for f in dataclasses.fields(CaseEvent)), "ts")
+
+
 def stamp(event: CaseEvent, source: str, seq: int) -> CaseEvent:
-    """`event` with the agent's `seq` and `source` (any the writer put there are replaced)."""
-    extra = dict(event.extra)
-    extra["source"] = source
-    return dataclasses.replace(event, seq=seq, extra=extra)
+    """`event` with the agent's `seq` and `source` (any the writer put there are replaced).
+
+    A field-by-field copy: `dataclasses.replace` would validate `at` again and
+    costs more than reading the line did.
+    """
+    new = object.__new__(CaseEvent)
+    for name in _SLOTS:
+        object.__setattr__(new, name, getattr(event, name))
+    object.__setattr__(new, "seq", seq)
+    object.__setattr__(new, "extra", {**event.extra, "source": source})
+    return new
 
 
 class Outbox:
@@ -150,24 +163,43 @@ class Outbox:
         with self._lock:
             self._depth, self._size, self._dead = int(depth), int(size), int(dead)
 
-    def put(self, conn: sqlite3.Connection, source: str, events: Sequence[CaseEvent]) -> Queued:
+    def put(
+        self,
+        conn: sqlite3.Connection,
+        source: str,
+        events: Sequence[CaseEvent],
+        raws: Sequence[str | None] | None = None,
+    ) -> Queued:
         """Queue `events` of `source`, inside the caller's open transaction.
 
-        Call `committed` with the result once the transaction committed.
+        `raws`, when given, are the events' JSON texts as read (None where
+        there is none); an event whose writer set no ``seq`` nor ``source`` is
+        stored as that text with both put in front. Call `committed` with the
+        result once the transaction committed.
         """
         if not events:
             return Queued([])
         row = conn.execute("SELECT last_seq FROM source_seq WHERE source = ?", (source,)).fetchone()
         last = int(row[0]) if row else 0
         now = self.clock()
-        stamped = [stamp(event, source, last + i) for i, event in enumerate(events, start=1)]
+        stamped: list[CaseEvent] = []
         rows = []
         total = 0
-        for event in stamped:
-            body = dumps_line(event)
+        if raws is None:
+            raws = [None] * len(events)
+        for seq, (event, raw) in enumerate(zip(events, raws, strict=True), start=last + 1):
+            if raw is not None and event.seq is None and "source" not in event.extra:
+                body = f'{{"seq":{seq},"source":{json.dumps(source)},{raw[1:]}'
+                if self.sinks:
+                    stamped.append(stamp(event, source, seq))
+            else:
+                done = stamp(event, source, seq)
+                body = dumps_line(done)
+                if self.sinks:
+                    stamped.append(done)
             size = len(body.encode())
             total += size
-            rows.append((source, event.seq, event.event_id, body, size, now))
+            rows.append((source, seq, event.event_id, body, size, now))
         conn.executemany(
             "INSERT INTO outbox (source, seq, event_id, body, size, queued_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -176,21 +208,22 @@ class Outbox:
         conn.execute(
             "INSERT INTO source_seq (source, last_seq) VALUES (?, ?)"
             " ON CONFLICT (source) DO UPDATE SET last_seq = excluded.last_seq",
-            (source, last + len(stamped)),
+            (source, last + len(rows)),
         )
         for sink in self.sinks:
             sink.record(conn, stamped)
-        return Queued(stamped, total)
+        return Queued(stamped, len(rows), total)
 
     def committed(self, queued: Queued) -> None:
         """After the transaction of `put` committed: counters up, sinks told, delivery woken."""
-        if not queued.events:
+        if not queued.count:
             return
         with self._lock:
-            self._depth += len(queued.events)
+            self._depth += queued.count
             self._size += queued.size
-        for sink in self.sinks:
-            sink.committed(queued.events)
+        if queued.events:
+            for sink in self.sinks:
+                sink.committed(queued.events)
         self.arrived.set()
 
     def take(self, conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:

@@ -110,6 +110,7 @@ class _Pending:
     offset: int
     lines: int
     good: list[CaseEvent]
+    raws: list[str | None]
     rejected: int
 
 
@@ -270,7 +271,10 @@ class DropFolder:
         now = self.clock()
         with transaction(self.conn):
             queued = self.outbox.put(
-                self.conn, self.name, [e for item in pending for e in item.good]
+                self.conn,
+                self.name,
+                [e for item in pending for e in item.good],
+                [r for item in pending for r in item.raws],
             )
             self.conn.executemany(
                 "INSERT INTO dropfolder_files"
@@ -340,11 +344,13 @@ class DropFolder:
             consumed = len(data)
         texts = data.split(b"\n")[:-1]
         good: list[CaseEvent] = []
+        raws: list[str | None] = []
         bad: list[dict[str, object]] = []
         if self._is_csv(name):
             self._parse_csv(name, path, seen.lines, texts, good, bad)
+            raws = [None] * len(good)
         else:
-            self._parse_jsonl(name, seen.lines, texts, good, bad)
+            self._parse_jsonl(name, seen.lines, texts, good, raws, bad)
         if bad:
             self._write_rejected(name, bad)
         return _Pending(
@@ -355,6 +361,7 @@ class DropFolder:
             offset=seen.offset + consumed,
             lines=seen.lines + len(texts),
             good=good,
+            raws=raws,
             rejected=len(bad),
         )
 
@@ -375,6 +382,7 @@ class DropFolder:
         before: int,
         texts: list[bytes],
         good: list[CaseEvent],
+        raws: list[str | None],
         bad: list[dict[str, object]],
     ) -> None:
         for number, text in enumerate(texts, start=before + 1):
@@ -384,6 +392,8 @@ class DropFolder:
                 good.append(self._check(parse_json_line(text, source=name, line=number)))
             except EventError as exc:
                 bad.append(_rejected(number, exc, text))
+            else:
+                raws.append(text.decode("utf-8").strip())
 
     def _parse_csv(
         self,
