@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test check fmt bench bench-server clean
+.PHONY: test check fmt bench bench-server bench-agent clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench-server: $(BIN)/.installed
 	$(BIN)/python bench/figures.py --postgres
 	$(BIN)/python bench/advance.py
 	$(BIN)/python bench/advance.py --postgres
+
+# The agent's benchmarks: drop-folder throughput, and file-to-server latency on a real server.
+bench-agent: $(BIN)/.installed
+	$(BIN)/python bench/agent_dropfolder.py
+	$(BIN)/python bench/agent_latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -135,8 +135,8 @@ def run_baseline(work: Path, lines: list[str], files: int) -> tuple[float, float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=positive_int, default=200_000)
-    parser.add_argument("--files", type=positive_int, default=200)
+    parser.add_argument("--events", type=positive_int, default=100_000)
+    parser.add_argument("--files", type=positive_int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=positive_int, default=3)
     parser.add_argument("--strict", action="store_true")
