@@ -10,7 +10,7 @@ file was renamed in. The baseline, in the same run and on the same server,
 posts the same number of events straight to ``POST /api/v1/events`` at the
 same pace, one request per 10 events: the server's own share of the latency.
 
-    python bench/agent_latency.py [--seconds S] [--rate R] [--strict]
+    python bench/agent_latency.py [--seconds S] [--rate R] [--batch-age A] [--strict]
 
 Exit status: 2 when an event is missing on the server, 1 when the target is
 missed and ``--strict`` is given, else 0. See docs/benchmarks.md, "Agent".
@@ -85,7 +85,7 @@ def wait_stored(database: str, prefix: str, count: int, timeout: float = 120) ->
 
 
 def through_agent(
-    folder: Path, base: str, token: str, total: int, pace: float
+    folder: Path, base: str, token: str, total: int, pace: float, age: float
 ) -> tuple[dict[str, float], subprocess.Popen[bytes], IO[str]]:
     """Start an agent, drop the files at `pace` seconds an event; (rename instants, agent, log)."""
     drop = folder / "drop"
@@ -94,7 +94,7 @@ def through_agent(
     config.write_text(
         f"name: bench-agent\ndepartments: [fgw]\nserver: {{url: '{base}', token: '{token}'}}\n"
         "state_dir: agent-state\n"
-        "delivery: {batch_size: 500, batch_age_seconds: 1.0}\n"
+        f"delivery: {{batch_size: 500, batch_age_seconds: {age}}}\n"
         "sources:\n  - {kind: dropfolder, name: drop, path: drop, finish_after_seconds: 0}\n",
         encoding="utf-8",
     )
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=positive_int, default=30)
     parser.add_argument("--rate", type=positive_int, default=100, help="events per second")
+    parser.add_argument(
+        "--batch-age", type=float, default=1.0, help="the agent's batch_age_seconds"
+    )
     parser.add_argument("--strict", action="store_true")
     args = parser.parse_args(argv)
     total = args.seconds * args.rate
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
         with running_server(folder, database, True) as (base, _pid):
-            written, agent, log = through_agent(folder, base, token, total, pace)
+            written, agent, log = through_agent(folder, base, token, total, pace, args.batch_age)
             try:
                 stored = wait_stored(database, "a", total)
             finally:
