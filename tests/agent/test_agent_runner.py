@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+import pytest
 from agenthelpers import agent_config, line
 
 from agent.cli import main
@@ -37,7 +38,10 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-def test_files_flow_to_the_transport_and_sinks_and_stop_ends_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_files_flow_to_the_transport_and_sinks_and_stop_ends_the_run(
+    tmp_path: Path, polling: bool
+) -> None:
     received: list[str] = []
     lock = threading.Lock()
 
@@ -48,7 +52,12 @@ def test_files_flow_to_the_transport_and_sinks_and_stop_ends_the_run(tmp_path: P
         results = [{"index": i, "status": "accepted"} for i in range(len(ids))]
         return httpx.Response(200, json={"results": results})
 
-    config = agent_config(tmp_path, delivery={"batch_size": 50, "batch_age_seconds": 0.05})
+    # No rescan within the test: the files are seen through the notifications.
+    config = agent_config(
+        tmp_path,
+        delivery={"batch_size": 50, "batch_age_seconds": 0.05},
+        source={"polling": polling, "rescan_seconds": 600},
+    )
     sink = Sink()
     agent = Agent(config, transport=httpx.MockTransport(handler), sinks=[sink])
     runner = threading.Thread(target=agent.run)
@@ -57,8 +66,12 @@ def test_files_flow_to_the_transport_and_sinks_and_stop_ends_the_run(tmp_path: P
         drop = tmp_path / "drop"
         for n in range(120):
             (drop / f"f{n:03d}.jsonl").write_text(line(n), encoding="utf-8")
-        wait_for(lambda: len(received) == 120, "delivering 120 events")
-        assert sorted(sink.committed_ids) == sorted(f"e-{n}" for n in range(120))
+        # The transport hears a batch before the agent settles it: wait for both.
+        wait_for(
+            lambda: len(received) == 120 and agent.outbox.depth() == 0, "delivering 120 events"
+        )
+        assert sorted(received) == sorted(f"e-{n}" for n in range(120))
+        assert sorted(sink.committed_ids) == sorted(received)
         assert agent.sources[0].events_read == 120
         assert agent.sources[0].last_event_at is not None
         assert agent.delivery.counts["accepted"] == 120
