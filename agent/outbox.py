@@ -256,8 +256,9 @@ class Outbox:
             conn.executemany("DELETE FROM outbox WHERE id = ?", [(r.id,) for r, _, _ in dead])
         gone = done + [r for r, _, _ in dead]
         with self._lock:
-            self._depth -= len(gone)
-            self._size -= sum(r.size for r in gone)
+            # Never below zero: rows another process put in (a replay) are not counted here.
+            self._depth = max(0, self._depth - len(gone))
+            self._size = max(0, self._size - sum(r.size for r in gone))
             self._dead += len(dead)
 
     # -- dead letters -----------------------------------------------------------------
@@ -288,7 +289,7 @@ class Outbox:
                 queued.append(self.put(conn, source, events))
             conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(d.id,) for d in letters])
         with self._lock:
-            self._dead -= len(letters)
+            self._dead = max(0, self._dead - len(letters))
         for one in queued:
             self.committed(one)
         return len(letters)

@@ -13,7 +13,9 @@ The file protocol (docs/agent.md says it for writers):
   its name or inode. A file is read from the offset recorded for its
   fingerprint, so a file replaced by another of the same name is read from
   the start, and the same file dropped again is not read twice. A file whose
-  first line is not complete yet waits.
+  first line is not complete yet waits. A file shorter than the offset
+  recorded for it was rewritten: it is read again from the start (the server
+  answers ``duplicate`` for what it had).
 - The offset and line count of a file are written in the same transaction
   as the events of the lines up to it.
 - A file is finished when it has been read to its end (which is a newline)
@@ -315,6 +317,18 @@ class DropFolder:
             seen = _Seen(size, mtime_ns, now, print_, offset, lines)
         else:
             seen.size, seen.mtime_ns, seen.since = size, mtime_ns, now
+        if seen.offset > size:
+            # Shorter than what was read of it: rewritten with the same first line. Read it
+            # again from the start; what was sent before comes back as duplicates.
+            logger.warning(
+                "drop folder %s: %s is shorter (%d bytes) than the %d bytes read of it before;"
+                " reading it again from the start",
+                self.name,
+                name,
+                size,
+                seen.offset,
+            )
+            seen.offset, seen.lines = 0, 0
         self._seen[name] = seen
         return seen
 

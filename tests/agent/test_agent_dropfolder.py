@@ -12,6 +12,8 @@ from agenthelpers import FakeClock, agent_config, event, line
 
 from agent.outbox import Outbox
 from agent.sources.dropfolder import DropFolder, fingerprint
+from agent.statedb import transaction
+from casework.wire import parse_event
 
 
 def folder(
@@ -271,3 +273,31 @@ def test_the_fingerprint_is_the_first_line_and_waits_for_it(tmp_path: Path) -> N
     assert fingerprint(path) == first is not None
     path.write_text("x" * 5000, encoding="utf-8")
     assert fingerprint(path) is not None
+
+
+def test_a_file_rewritten_shorter_with_the_same_first_line_is_read_again(
+    tmp_path: Path, state: sqlite3.Connection, outbox: Outbox, clock: FakeClock
+) -> None:
+    source = folder(tmp_path, state, outbox, clock, finish_after_seconds=60)
+    path = tmp_path / "drop" / "daily.jsonl"
+    path.write_text(line(1) + line(2) + line(3), encoding="utf-8")
+    drain(source)
+    path.write_text(line(1) + line(9), encoding="utf-8")  # truncated and rewritten in place
+    drain(source)
+    assert queued(outbox, state) == ["e-1", "e-2", "e-3", "e-1", "e-9"]
+    again = folder(tmp_path, state, outbox, clock, finish_after_seconds=60)  # after a restart
+    drain(again)
+    assert len(queued(outbox, state)) == 5
+
+
+def test_the_outbox_counters_never_go_below_zero(
+    state: sqlite3.Connection, clock: FakeClock
+) -> None:
+    writer, reader = Outbox(1 << 20, clock=clock), Outbox(1 << 20, clock=clock)
+    reader.load(state)  # sees nothing yet
+    with transaction(state):
+        queued_events = writer.put(state, "x", [parse_event(event(1))])
+    writer.committed(queued_events)
+    reader.settle(state, reader.take(state, 10))  # rows another process put there
+    assert reader.depth() == 0
+    assert reader.size_bytes() == 0
