@@ -174,7 +174,7 @@ class Outbox:
 
         `raws`, when given, are the events' JSON texts as read (None where
         there is none); an event whose writer set no ``seq`` nor ``source`` is
-        stored as that text with both put in front. Call `committed` with the
+        stored as that text with both added at its end. Call `committed` with the
         result once the transaction committed.
         """
         if not events:
@@ -189,7 +189,9 @@ class Outbox:
             raws = [None] * len(events)
         for seq, (event, raw) in enumerate(zip(events, raws, strict=True), start=last + 1):
             if raw is not None and event.seq is None and "source" not in event.extra:
-                body = f'{{"seq":{seq},"source":{json.dumps(source)},{raw[1:]}'
+                # At the end: should the text still name "seq" (as null, or spelled with
+                # \u escapes), the last value is the one JSON parsers keep.
+                body = f'{raw[:-1]},"seq":{seq},"source":{json.dumps(source)}}}'
                 if self.sinks:
                     stamped.append(stamp(event, source, seq))
             else:

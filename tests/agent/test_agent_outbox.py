@@ -135,3 +135,18 @@ def test_dead_letters_keep_the_reason_and_replay_with_new_seq(
     assert box.replay(state) == 1
     assert [r.seq for r in box.take(state, 10)] == [4, 5]
     assert box.dead_letters() == 0
+
+
+def test_the_stored_line_is_the_text_read_with_seq_and_source_winning(
+    state: sqlite3.Connection,
+) -> None:
+    box = Outbox(1 << 20)
+    # "seq": null in the text, and the Chinese note as \\u escapes.
+    text = json.dumps(event(1, seq=None, note="保留"), ensure_ascii=True)
+    with transaction(state):
+        queued = box.put(state, "drop", [parse_event(json.loads(text))], [text])
+    box.committed(queued)
+    (row,) = box.take(state, 10)
+    assert row.body.startswith(text[:-1])
+    stored = parse_event(json.loads(row.body))
+    assert (stored.seq, stored.extra["source"], stored.extra["note"]) == (1, "drop", "保留")
