@@ -141,7 +141,7 @@ def test_the_stored_line_is_the_text_read_with_seq_and_source_winning(
     state: sqlite3.Connection,
 ) -> None:
     box = Outbox(1 << 20)
-    # "seq": null in the text, and the Chinese note as \\u escapes.
+    # "seq": null in the text, and the Chinese note as \u escapes.
     text = json.dumps(event(1, seq=None, note="保留"), ensure_ascii=True)
     with transaction(state):
         queued = box.put(state, "drop", [parse_event(json.loads(text))], [text])
