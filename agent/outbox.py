@@ -45,6 +45,9 @@ class EventSink(Protocol):
     `record` runs inside the transaction that writes the outbox rows and must
     not commit; raising rolls the whole chunk back. `committed` runs after that
     transaction committed. Both get the events as stamped (``seq``, ``source``).
+    A sink may hear an event again: a dead letter replayed, a file rewritten
+    shorter and read again, the same line in two files dropped at once; the
+    event id (with its department) says it is the same event.
     """
 
     def record(self, conn: sqlite3.Connection, events: Sequence[CaseEvent]) -> None: ...
