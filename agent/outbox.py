@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -37,6 +38,8 @@ from casework.events import CaseEvent
 from casework.wire import dumps_line, parse_json_line
 
 __all__ = ["DeadLetter", "EventSink", "Outbox", "OutboxRow", "Queued", "stamp"]
+
+logger = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
@@ -132,6 +135,7 @@ class Outbox:
         self._depth = 0
         self._size = 0
         self._dead = 0
+        self._was_paused = False
         #: Set whenever events are committed into the outbox; delivery waits on it.
         self.arrived = threading.Event()
 
@@ -156,6 +160,23 @@ class Outbox:
     def dead_letters(self) -> int:
         """Events the server refused, kept in the dead-letter table."""
         return self._dead
+
+    def _note_pause(self) -> None:
+        """Log when back-pressure starts and ends (once each)."""
+        paused = self.paused()
+        if paused == self._was_paused:
+            return
+        self._was_paused = paused
+        if paused:
+            logger.warning(
+                "outbox at its cap (%d of %d bytes, %d events waiting): the sources pause"
+                " until delivery makes room; nothing is dropped",
+                self._size,
+                self._cap,
+                self._depth,
+            )
+        else:
+            logger.info("outbox below its cap again: the sources resume")
 
     # -- writing ----------------------------------------------------------------------
 
@@ -226,6 +247,7 @@ class Outbox:
         with self._lock:
             self._depth += queued.count
             self._size += queued.size
+        self._note_pause()
         if queued.events:
             for sink in self.sinks:
                 sink.committed(queued.events)
@@ -265,6 +287,7 @@ class Outbox:
             self._depth = max(0, self._depth - len(gone))
             self._size = max(0, self._size - sum(r.size for r in gone))
             self._dead += len(dead)
+        self._note_pause()
 
     # -- dead letters -----------------------------------------------------------------
 

@@ -101,16 +101,20 @@ def test_a_failing_sink_rolls_the_whole_chunk_back(state: sqlite3.Connection) ->
     assert box.depth() == 0
 
 
-def test_the_cap_pauses_and_delivery_makes_room(state: sqlite3.Connection) -> None:
+def test_the_cap_pauses_and_delivery_makes_room(
+    state: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
     box = Outbox(1024)
     put(state, box, "a", list(range(1, 6)))
     assert not box.paused()
     put(state, box, "a", list(range(6, 20)))
     assert box.paused()
+    assert "outbox at its cap" in caplog.text
     assert box.size_bytes() >= box.cap_bytes() == 1024
     assert box.depth() == 19  # nothing dropped
     box.settle(state, box.take(state, 15))
     assert not box.paused()
+    assert "the sources resume" in caplog.text
     assert box.depth() == 4
 
 
