@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,6 +105,7 @@ def test_a_failing_sink_rolls_the_whole_chunk_back(state: sqlite3.Connection) ->
 def test_the_cap_pauses_and_delivery_makes_room(
     state: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="agent.outbox")
     box = Outbox(1024)
     put(state, box, "a", list(range(1, 6)))
     assert not box.paused()
