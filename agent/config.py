@@ -128,7 +128,11 @@ class CsvMapping(_Model):
 
 
 class DropFolderConfig(_Model):
-    """A folder into which the workflow system writes JSON Lines (or CSV) files."""
+    """A folder into which the workflow system writes JSON Lines (or CSV) files.
+
+    What was read of a file is remembered (by its fingerprint) for
+    `forget_after_days` after it was last read, once it is gone from the folder.
+    """
 
     kind: Literal["dropfolder"]
     name: Code
@@ -137,6 +141,7 @@ class DropFolderConfig(_Model):
     polling: bool = False
     rescan_seconds: Seconds = 30.0
     finish_after_seconds: Annotated[float, Field(ge=0)] = 60.0
+    forget_after_days: Annotated[float, Field(gt=0)] = 30.0
     csv: CsvMapping | None = None
 
 

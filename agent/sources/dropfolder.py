@@ -29,6 +29,8 @@ The file protocol (docs/agent.md says it for writers):
   of the same file go on. An unknown item is forwarded: the server is the
   authority on the catalog and quarantines it. A rejected line is written
   before the transaction commits, so a crash may repeat one, never lose one.
+- What was read of a file is remembered until `forget_after_days` after its
+  last read, once it is gone from the folder (`done/` is not looked at).
 - Hidden and temporary names (``.x``, ``~x``, ``*.tmp``, ``*.part``) and
   names that match none of `patterns` are left alone.
 """
@@ -65,6 +67,8 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_BYTES: Final = 4096
 #: Bytes read per transaction (whole lines; a longer line is read whole).
 CHUNK_BYTES: Final = 1 << 20
+#: How often files read long ago are forgotten, in seconds.
+FORGET_EVERY_SECONDS: Final = 3600.0
 #: At most this many files share one transaction.
 FILES_PER_COMMIT: Final = 1000
 _TEMPORARY: Final = (".tmp", ".part", ".partial", ".swp")
@@ -153,6 +157,7 @@ class DropFolder:
         self.files_done = 0
         self._seen: dict[str, _Seen] = {}
         self._observer: Any = None
+        self._next_forget = 0.0
 
     @property
     def interval(self) -> float:
@@ -232,7 +237,27 @@ class DropFolder:
                 self._commit(pending)
                 pending, budget = [], 0
         self._commit(pending)
+        now = self.clock()
+        if now >= self._next_forget:
+            self._next_forget = now + FORGET_EVERY_SECONDS
+            self._forget(now)
         return more
+
+    def _forget(self, now: float) -> None:
+        """Drop what is remembered of files gone from the folder and not read for
+        `forget_after_days`: the same file dropped again after that is read again."""
+        cutoff = now - self.config.forget_after_days * 86_400
+        rows = self.conn.execute(
+            "SELECT fingerprint, name FROM dropfolder_files WHERE source = ? AND updated_at < ?",
+            (self.name, cutoff),
+        ).fetchall()
+        stale = [(self.name, fp) for fp, name in rows if name not in self._seen]
+        if stale:
+            with transaction(self.conn):
+                self.conn.executemany(
+                    "DELETE FROM dropfolder_files WHERE source = ? AND fingerprint = ?", stale
+                )
+            logger.info("drop folder %s: forgot %d file(s) read long ago", self.name, len(stale))
 
     def _visit(self, name: str) -> _Pending | None:
         """A file's next chunk of lines, read and parsed but not committed; None when it has

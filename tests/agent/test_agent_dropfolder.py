@@ -301,3 +301,29 @@ def test_the_outbox_counters_never_go_below_zero(
     reader.settle(state, reader.take(state, 10))  # rows another process put there
     assert reader.depth() == 0
     assert reader.size_bytes() == 0
+
+
+def test_files_read_long_ago_and_gone_are_forgotten(
+    tmp_path: Path, state: sqlite3.Connection, outbox: Outbox, clock: FakeClock
+) -> None:
+    source = folder(tmp_path, state, outbox, clock, finish_after_seconds=60, forget_after_days=30)
+    drop = tmp_path / "drop"
+    rename_in(drop, "old.jsonl", line(1))
+    (drop / "stays.jsonl").write_text(line(2) + '{"event_id": "half', encoding="utf-8")
+    drain(source)
+    clock.advance(120)
+    drain(source)  # old.jsonl finished; stays.jsonl waits for its last line's newline
+    assert not (drop / "old.jsonl").exists()
+
+    def remembered() -> list[str]:
+        return [n for (n,) in state.execute("SELECT name FROM dropfolder_files ORDER BY name")]
+
+    clock.advance(29 * 86_400)
+    drain(source)
+    assert remembered() == ["old.jsonl", "stays.jsonl"]
+    clock.advance(2 * 86_400)
+    drain(source)
+    assert remembered() == ["stays.jsonl"]  # still in the folder: kept
+    rename_in(drop, "again.jsonl", line(1))  # the old file dropped again: read again
+    drain(source)
+    assert queued(outbox, state) == ["e-1", "e-2", "e-1"]
