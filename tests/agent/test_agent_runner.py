@@ -111,3 +111,45 @@ def test_stop_with_the_server_refusing_keeps_the_events_for_the_next_start(
     text = out.getvalue()
     assert "outbox: 2 event(s) waiting" in text
     assert "drop (dropfolder): last_seq=2" in text
+
+
+def test_an_exchange_database_source_is_read_and_delivered(tmp_path: Path) -> None:
+    exchange = tmp_path / "exchange.db"
+    db = sqlite3.connect(exchange)
+    db.execute("CREATE TABLE ev (id INTEGER, updated_at TEXT, no TEXT, at TEXT)")
+    db.executemany(
+        "INSERT INTO ev VALUES (?, ?, ?, ?)",
+        [(n, f"2024-03-01 10:00:{n:02d}", f"x-{n}", "2024-03-01 09:30:00") for n in range(30)],
+    )
+    db.commit()
+    db.close()
+    received: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ids = [json.loads(x)["event_id"] for x in gzip.decompress(request.content).splitlines()]
+        received.extend(ids)
+        return httpx.Response(
+            200, json={"results": [{"index": i, "status": "accepted"} for i in range(len(ids))]}
+        )
+
+    source = {
+        "kind": "exchange_db",
+        "name": "frontdb",
+        "url": f"sqlite:///{exchange}",
+        "query": "SELECT * FROM ev",
+        "columns": {"event_id": "no", "case_id": "no", "at": "at"},
+        "constants": {"department": "fgw", "item": "fgw-001", "type": "accepted"},
+        "page_size": 7,
+        "poll_seconds": 0.1,
+    }
+    config = agent_config(tmp_path, delivery={"batch_age_seconds": 0.05}, sources=[source])
+    agent = Agent(config, transport=httpx.MockTransport(handler))
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    try:
+        wait_for(lambda: agent.outbox.depth() == 0 and len(received) == 30, "delivering rows")
+    finally:
+        agent.stop()
+        runner.join(timeout=30)
+    assert received == [f"x-{n}" for n in range(30)]
+    assert agent.sources[0].events_read == 30
