@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from agentprocess import AgentProcess, gaps, quarantined, served, stored_ids, write_config
+from agentrun import AgentProcess, gaps, quarantined, served, stored_ids, write_config
 
 from agent.outbox import Outbox
 from agent.statedb import open_state_db

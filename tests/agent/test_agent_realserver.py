@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import serverprocess
 from agenthelpers import line
-from agentprocess import AgentProcess, quarantined, served, stored_ids, write_config
+from agentrun import AgentProcess, quarantined, served, stored_ids, write_config
 
 from agent.cli import main
 
