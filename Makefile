@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test check fmt bench bench-server bench-agent clean
+.PHONY: test check fmt bench bench-server bench-agent bench-agent-clocks clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench-server: $(BIN)/.installed
 bench-agent: $(BIN)/.installed
 	$(BIN)/python bench/agent_dropfolder.py
 	$(BIN)/python bench/agent_latency.py
+
+# The agent's live clocks: RSS and idle CPU with 100,000 open cases, beside
+# Debian's prometheus-node-exporter.
+bench-agent-clocks: $(BIN)/.installed
+	$(BIN)/python bench/agent_memory.py
+	$(BIN)/python bench/agent_idle_cpu.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,7 +18,6 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
-from casework.clock import Clock
 from casework.config import Deployment
 from casework.configfiles import load_config
 from server.api import health, ingest
@@ -26,6 +25,7 @@ from server.api.cases import cases_router
 from server.api.catalog import catalog_router
 from server.api.figures import rates_router
 from server.ingest import Ingestor, OnAccepted
+from server.liveconfig import Configuration, LiveConfig
 from server.settings import ServerSettings
 from server.store.database import make_engine
 from server.store.tokens import TokenStore
@@ -51,21 +51,27 @@ def create_app(
     *,
     engine: Engine | None = None,
     deployment: Deployment | None = None,
+    config: LiveConfig | None = None,
     now: Callable[[], datetime] = _utcnow,
     on_accepted: OnAccepted | None = None,
 ) -> FastAPI:
     """The application for `settings`.
 
     `engine` defaults to one on ``settings.database`` (disposed when the app
-    shuts down; an engine handed in stays the caller's), `deployment` to the
-    configuration in ``settings.config_dir``. `now` is the server's clock
-    (aware datetimes). `on_accepted` receives, after each batch is committed,
-    the (department, case_id) of every case with newly accepted events.
+    shuts down; an engine handed in stays the caller's). `config` is the
+    configuration in service, replaced when config/ changes; without it, one is
+    made of `deployment`, by default the configuration in ``settings.config_dir``.
+    `now` is the server's clock (aware datetimes). `on_accepted` receives, after
+    each batch is committed, the (department, case_id) of every case with newly
+    accepted events.
     Raises `ConfigErrors` for an invalid configuration directory.
     """
     owned = engine is None
     db = make_engine(settings.database) if engine is None else engine
-    deployment = load_config(settings.config_dir) if deployment is None else deployment
+    if config is None:
+        deployment = load_config(settings.config_dir) if deployment is None else deployment
+        config = LiveConfig(Configuration.of(deployment))
+    deployment = config().deployment
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,23 +88,26 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.engine = db
+    app.state.config = config
+    ingestor = Ingestor(
+        db,
+        deployment,
+        now=now,
+        clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+        on_accepted=on_accepted,
+    )
+    # The ingest checks codes against the configuration in service.
+    config.listen(lambda _old, new: setattr(ingestor, "deployment", new.deployment))
     app.state.ingest = ingest.IngestContext(
         tokens=TokenStore(db, now=now),
-        ingestor=Ingestor(
-            db,
-            deployment,
-            now=now,
-            clock_skew=timedelta(seconds=settings.clock_skew_seconds),
-            on_accepted=on_accepted,
-        ),
+        ingestor=ingestor,
         max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(ingest.router)
     app.include_router(health.router)
-    clock = Clock.for_deployment(deployment)
-    app.include_router(cases_router(db, deployment, clock, now))
-    app.include_router(catalog_router(deployment, clock.calendar))
-    app.include_router(rates_router(db, deployment))
+    app.include_router(cases_router(db, config, now))
+    app.include_router(catalog_router(config))
+    app.include_router(rates_router(db, config))
 
     @app.middleware("http")
     async def log_request(

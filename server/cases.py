@@ -5,6 +5,7 @@
     recompute(...)     every open case, in batches (after a catalog or calendar change);
                        closed cases too only when asked, each change logged; an
                        optional `progress` callback sees a `Recomputed` after each batch
+    void_card(...)     void one card for a reason of its own (an upheld appeal)
 
 The server never trusts a level an agent computed: a case's row in `cases` is
 always `Clock.evaluate` over *all* its stored events, at the projector's
@@ -25,14 +26,21 @@ is stored with state and level ``invalid`` (no due dates, no cards, no next
 change) and logged; the rest of the batch goes on. `recompute()` includes
 invalid cases, so fixing the catalog or calendar and recomputing repairs them.
 
+Daily counts. In the same transaction the projector keeps `daily_counts`, what
+the figures add up (server.dailycounts): it adds each changed case's counts as
+now derived and takes away those it had as stored.
+
 Every call returns how many cases' rows changed (any column but `updated_at`).
-Each batch is one transaction; Core statements only.
+Each batch is one transaction; Core statements only. Every writer of `cases`,
+`cards` and `daily_counts` holds the projection lock (`exclusive`): its reads
+are current when it writes, whatever other threads, processes or servers do.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,8 +67,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
 from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
-from casework.wire import parse_event
+from server.dailycounts import PROJECTION_LOCK_KEY, Tally
+from server.dailycounts import write as write_counts
 from server.store import tables
+from server.store.bulk import Bulk
+from server.store.database import exclusive
+from server.storedevents import stored_event
 
 __all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key", "Recomputed"]
 
@@ -89,6 +101,11 @@ DERIVED: Final = (
 
 Key = tuple[str, str]
 Row = dict[str, Any]
+#: A case's unvoided cards: level -> reached_at.
+Cards = dict[str, datetime]
+
+#: The `cases` columns a case's daily counts depend on (with its unvoided cards).
+COUNTED: Final = ("state", "item", "accepted_at", "closed_at", "outcome", "timeliness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +208,9 @@ def _insert_card(engine: Engine) -> Insert:
     raise NotImplementedError(f"esup stores cards in SQLite or PostgreSQL, not {name!r}")
 
 
+#: The columns a new card row is written with.
+CARD_COLUMNS: Final = ("department", "case_id", "level", "reached_at")
+
 #: Re-dates, voids or revives one card (executemany); the WHERE names it.
 _SET_CARD = (
     update(tables.cards)
@@ -243,9 +263,17 @@ class CaseProjector:
         self.catalog = catalog
         self.now = now
         self.batch_size = batch_size
-        self._upsert_case = _upsert_case(engine)
-        self._insert_card = _insert_card(engine)
+        self._configured = threading.Lock()
+        dialect = engine.dialect
+        self._upsert_case = Bulk(dialect, _upsert_case(engine), [c.name for c in tables.cases.c])
+        self._insert_card = Bulk(dialect, _insert_card(engine), CARD_COLUMNS)
+        self._set_card = Bulk(dialect, _SET_CARD)
         self._among = _key_filter(engine)
+
+    def reconfigure(self, clock: Clock, catalog: Catalog) -> None:
+        """Derive with `clock` and `catalog` from the next batch on (a reloaded config/)."""
+        with self._configured:
+            self.clock, self.catalog = clock, catalog
 
     # -- the three entry points -------------------------------------------------------
 
@@ -266,10 +294,26 @@ class CaseProjector:
         """
         now = self.now()
         c = tables.cases.c
-        due = select(c.department, c.case_id).where(c.next_change_at <= now)
-        with self.engine.connect() as connection:
-            keys: list[Key] = [(d, i) for d, i in connection.execute(due)]
-        return sum(self._project(chunk, now) for chunk in _chunks(keys, self.batch_size))
+        due = (
+            select(c.department, c.case_id, *(c[name] for name in DERIVED))
+            .where(c.next_change_at <= now)
+            .order_by(c.next_change_at)
+            .limit(self.batch_size)
+        )
+        changed = 0
+        seen: set[Key] = set()
+        while True:
+            with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
+                # Read under the lock: these rows are what the batch replaces.
+                stored: dict[Key, Row] = {}
+                for row in connection.execute(due).mappings():
+                    key = (row["department"], row["case_id"])
+                    if key not in seen:
+                        stored[key] = dict(row)
+                if not stored:
+                    return changed
+                seen.update(stored)
+                changed += self._write_batch(connection, list(stored), now, stored)[0]
 
     def recompute(
         self,
@@ -314,6 +358,50 @@ class CaseProjector:
                 progress(done)
             last = keys[-1]
 
+    def void_card(self, department: str, case_id: str, level: str, *, reason: str) -> bool:
+        """Void the case's unvoided `level` card for `reason` (an upheld appeal), at `now()`.
+
+        The figures' daily counts change with it, in the same transaction. Such a
+        card stays voided whatever events arrive later. False when the case has
+        no unvoided card of that level.
+        """
+        if not reason or reason == SUPERSEDED:
+            raise ValueError("a card is voided with a reason of its own, not the clock's")
+        c = tables.cases.c
+        k = tables.cards.c
+        key = (department, case_id)
+        with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
+            row = (
+                connection.execute(
+                    select(*(c[name] for name in COUNTED)).where(
+                        c.department == department, c.case_id == case_id
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
+            cards: Cards = {
+                lv: at
+                for lv, at in connection.execute(
+                    select(k.level, k.reached_at).where(
+                        k.department == department, k.case_id == case_id, k.voided_at.is_(None)
+                    )
+                )
+            }
+            if row is None or level not in cards:
+                return False
+            connection.execute(
+                update(tables.cards)
+                .where(k.department == department, k.case_id == case_id, k.level == level)
+                .values(voided_at=self.now(), void_reason=reason)
+            )
+            tally = Tally(self.clock.tz)
+            tally.add_case(-1, key[0], row, cards)
+            tally.add_case(1, key[0], row, {lv: at for lv, at in cards.items() if lv != level})
+            write_counts(connection, tally)
+        logger.info("card %s of case %s/%s voided: %s", level, department, case_id, reason)
+        return True
+
     # -- one batch --------------------------------------------------------------------
 
     def _project(self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False) -> int:
@@ -324,25 +412,48 @@ class CaseProjector:
         self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False
     ) -> tuple[int, int]:
         """`_project`, also counting the changed cases that were stored as closed."""
-        closed = 0
-        with self.engine.begin() as connection:
-            events = self._events(connection, keys)
+        with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
             stored = self._stored_cases(connection, keys)
-            derived = self._derive(events, now)
-            rows: list[Row] = []
-            for key, (row, _) in derived.items():
-                before = stored.get(key)
-                if before is not None and all(before[c] == row[c] for c in DERIVED):
+            return self._write_batch(connection, keys, now, stored, log_closed=log_closed)
+
+    def _write_batch(
+        self,
+        connection: Connection,
+        keys: Sequence[Key],
+        now: datetime,
+        stored: dict[Key, Row],
+        *,
+        log_closed: bool = False,
+    ) -> tuple[int, int]:
+        """Derive the cases `keys` (stored as `stored`, read under the lock) and write them."""
+        closed = 0
+        events = self._events(connection, keys)
+        derived = self._derive(events, now)
+        rows: list[Row] = []
+        for key, (row, _) in derived.items():
+            before = stored.get(key)
+            if before is not None and all(before[c] == row[c] for c in DERIVED):
+                continue
+            if before is not None and before["state"] == "closed":
+                closed += 1
+                if log_closed:
+                    diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
+                    logger.info("recompute changed closed case %s/%s: %s", *key, diff)
+            rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
+        if rows:
+            self._upsert_case.execute(connection, rows)
+        cards_before, cards_after = self._write_cards(connection, derived, now)
+        tally = Tally(self.clock.tz)
+        for key, (row, _) in derived.items():
+            before = stored.get(key)
+            had = cards_before.get(key, {})
+            has = cards_after.get(key, {})
+            if before is not None:
+                if had == has and all(before[c] == row[c] for c in COUNTED):
                     continue
-                if before is not None and before["state"] == "closed":
-                    closed += 1
-                    if log_closed:
-                        diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
-                        logger.info("recompute changed closed case %s/%s: %s", *key, diff)
-                rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
-            if rows:
-                connection.execute(self._upsert_case, rows)
-            self._write_cards(connection, derived, now)
+                tally.add_case(-1, key[0], before, had)
+            tally.add_case(1, key[0], row, has)
+        write_counts(connection, tally)
         return len(rows), closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
@@ -360,7 +471,7 @@ class CaseProjector:
         found: dict[Key, list[CaseEvent]] = defaultdict(list)
         for department, case_id, body in connection.execute(query):
             source = f"stored event of {department}/{case_id}"
-            found[department, case_id].append(parse_event(json.loads(body), source=source))
+            found[department, case_id].append(stored_event(body, source))
         rank = {department: n for n, department in enumerate(dict.fromkeys(d for d, _ in keys))}
         return dict(sorted(found.items(), key=lambda item: rank[item[0][0]]))
 
@@ -378,12 +489,14 @@ class CaseProjector:
         self, events: dict[Key, list[CaseEvent]], now: datetime
     ) -> dict[Key, tuple[Row, dict[str, datetime]]]:
         """Each case's `cases` columns and its cards ({level: reached_at}) at `now`."""
+        with self._configured:  # one configuration for the whole batch
+            clock, catalog = self.clock, self.catalog
         out: dict[Key, tuple[Row, dict[str, datetime]]] = {}
         todo: list[tuple[Key, list[CaseEvent], Limits]] = []
         for key, case_events in events.items():
             item = _item_of(case_events)
             try:
-                limits = self.catalog.limits(item)
+                limits = catalog.limits(item)
             except LookupError as exc:
                 logger.warning("case %s/%s is invalid: %s", *key, exc)
                 out[key] = (_invalid_row(item, 1), {})
@@ -391,21 +504,12 @@ class CaseProjector:
             todo.append((key, case_events, limits))
         results: list[CaseClock | CalendarRangeError]
         try:
-            results = list(self.clock.evaluate_many([(ev, lim) for _, ev, lim in todo], now))
+            results = list(clock.evaluate_many([(ev, lim) for _, ev, lim in todo], now))
         except CalendarRangeError:  # rare: find the case(s) one by one
-            results = [self._evaluate_one(key, ev, lim, now) for key, ev, lim in todo]
+            results = [_evaluate_one(clock, key, ev, lim, now) for key, ev, lim in todo]
         for (key, case_events, _), result in zip(todo, results, strict=True):
             out[key] = self._row(case_events, result, now)
         return out
-
-    def _evaluate_one(
-        self, key: Key, events: list[CaseEvent], limits: Limits, now: datetime
-    ) -> CaseClock | CalendarRangeError:
-        try:
-            return self.clock.evaluate(events, limits, now)
-        except CalendarRangeError as exc:
-            logger.warning("case %s/%s is invalid: %s", *key, exc)
-            return exc
 
     @staticmethod
     def _row(
@@ -443,17 +547,24 @@ class CaseProjector:
         connection: Connection,
         derived: dict[Key, tuple[Row, dict[str, datetime]]],
         now: datetime,
-    ) -> None:
-        """Bring the batch's `cards` rows in line with the clock (see the module docstring)."""
+    ) -> tuple[dict[Key, Cards], dict[Key, Cards]]:
+        """Bring the batch's `cards` rows in line with the clock (see the module docstring).
+
+        Returns each case's unvoided cards before and after, level -> reached_at.
+        """
         k = tables.cards.c
         stored: dict[Key, dict[str, tuple[datetime, str | None]]] = defaultdict(dict)
+        before: dict[Key, Cards] = defaultdict(dict)
         if not derived:
-            return
-        query = select(k.department, k.case_id, k.level, k.reached_at, k.void_reason).where(
-            self._among(k.department, k.case_id, list(derived))
-        )
-        for department, case_id, level, reached_at, reason in connection.execute(query):
+            return {}, {}
+        query = select(
+            k.department, k.case_id, k.level, k.reached_at, k.voided_at, k.void_reason
+        ).where(self._among(k.department, k.case_id, list(derived)))
+        for department, case_id, level, reached_at, voided_at, reason in connection.execute(query):
             stored[department, case_id][level] = (reached_at, reason)
+            if voided_at is None:
+                before[department, case_id][level] = reached_at
+        after = {key: dict(cards) for key, cards in before.items()}
         new: list[Row] = []
         changes: list[Row] = []
         for (department, case_id), (_, cards) in derived.items():
@@ -470,6 +581,7 @@ class CaseProjector:
                             "reached_at": reached,
                         }
                     )
+                    after.setdefault((department, case_id), {})[level] = reached
                     continue
                 if old is None:
                     continue
@@ -478,15 +590,26 @@ class CaseProjector:
                     reason == SUPERSEDED or (reason is None and old_at != reached)
                 ):
                     changes.append(_card_change(department, case_id, level, reached, None, None))
+                    after.setdefault((department, case_id), {})[level] = reached
                 elif reached is None and reason is None:
                     logger.info("card %s of case %s/%s superseded", level, department, case_id)
                     changes.append(
                         _card_change(department, case_id, level, old_at, now, SUPERSEDED)
                     )
-        if new:
-            connection.execute(self._insert_card, new)
-        if changes:
-            connection.execute(_SET_CARD, changes)
+                    after[department, case_id].pop(level, None)
+        self._insert_card.execute(connection, new)
+        self._set_card.execute(connection, changes)
+        return before, after
+
+
+def _evaluate_one(
+    clock: Clock, key: Key, events: list[CaseEvent], limits: Limits, now: datetime
+) -> CaseClock | CalendarRangeError:
+    try:
+        return clock.evaluate(events, limits, now)
+    except CalendarRangeError as exc:
+        logger.warning("case %s/%s is invalid: %s", *key, exc)
+        return exc
 
 
 def _card_change(

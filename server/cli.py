@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -173,11 +175,12 @@ LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 def _run(args: argparse.Namespace, out: IO[str]) -> int:
     import uvicorn  # only the server process needs it
 
-    from casework.clock import Clock
     from server.app import create_app
     from server.cases import CaseProjector
+    from server.dailycounts import ensure_daily_counts
     from server.jobs import AdvanceJob, start_scheduler
-    from server.reconfigure import clock_fingerprint, recompute_on_start
+    from server.liveconfig import ConfigReloader, Configuration, ConfigWatcher, LiveConfig
+    from server.reconfigure import put_in_service, recompute_on_start
 
     settings = load_settings(args.config)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -192,13 +195,22 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         # The job logs each run itself; the scheduler's own line per run adds nothing.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         # Every accepted batch updates the state of its cases, derived by the server.
-        deployment = load_config(settings.config_dir)
-        projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
+        live = LiveConfig(Configuration.of(load_config(settings.config_dir)))
+        projector = CaseProjector(engine, live().clock, live().deployment)
         # Cases computed with another catalog or calendar are brought up to date first.
-        recompute_on_start(projector, clock_fingerprint(deployment))
-        app = create_app(
-            settings, engine=engine, deployment=deployment, on_accepted=projector.refresh
+        recompute_on_start(projector, live().fingerprint)
+        # The figures add up per local day; built afresh when the zone is new to them.
+        ensure_daily_counts(engine, live().deployment.settings.zone)
+        # A changed config/ (watched, or SIGHUP) is put in service the same way.
+        live.listen(lambda old, new: put_in_service(projector, old, new))
+        reload = ConfigReloader(settings.config_dir, live)
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload).start())
+        watcher = (
+            ConfigWatcher(settings.config_dir, reload, quiet=settings.config_quiet_seconds).start()
+            if settings.watch_config
+            else None
         )
+        app = create_app(settings, engine=engine, config=live, on_accepted=projector.refresh)
         print(
             f"esup-server on http://{settings.listen.host}:{settings.listen.port}"
             f" with the database at {shown(settings.database)}",
@@ -220,6 +232,8 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         finally:
             job.stop()  # a run holding the lock lets go at once
             scheduler.shutdown(wait=True)
+            if watcher is not None:
+                watcher.stop()
     finally:
         engine.dispose()
     return 0

@@ -11,10 +11,12 @@ runs from local midnight of `start` (inclusive) to local midnight of `end`
 converted to local time (2007-12-31T16:30:00Z is 2008-01-01 00:30 in
 Shanghai, and belongs to 2008).
 
-Everything is read from the `cases` and `cards` tables the `CaseProjector`
-keeps: one query over `cases` and one over `cards` joined to `cases`, each a
-handful of conditional aggregates, grouped by department when asked. The
-statements are plain Core and give the same numbers on SQLite and PostgreSQL.
+Everything is read from the `daily_counts` table the `CaseProjector` keeps in
+step with `cases` and `cards` (server.dailycounts: per department, item and
+local day), so a year is a sum over at most days x items rows, whatever the
+number of cases: one query of conditional sums, grouped by department when
+asked, and one count of the invalid cases. The statements are plain Core and
+give the same numbers on SQLite and PostgreSQL.
 
 Cases in state ``invalid`` have no acceptance instant, so no period can hold
 them: they are left out of every figure and counted apart in `invalid`, for
@@ -31,11 +33,9 @@ from typing import Any, Final, Literal, get_args
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Table,
     and_,
-    case,
-    exists,
     func,
-    or_,
     select,
     true,
 )
@@ -174,9 +174,9 @@ class Scope:
     departments: tuple[str, ...] | None = None
     items: tuple[str, ...] | None = None
 
-    def where(self) -> ColumnElement[bool]:
-        """The condition on `cases` that selects the scope."""
-        c = tables.cases.c
+    def where(self, table: Table) -> ColumnElement[bool]:
+        """The condition on `table` (`cases` or `daily_counts`) that selects the scope."""
+        c = table.c
         condition: ColumnElement[bool] = true()
         if self.departments is not None:
             condition = and_(condition, c.department.in_(self.departments))
@@ -241,79 +241,65 @@ def period_instants(deployment: Deployment, start: date, end: date) -> tuple[dat
     )
 
 
-def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+#: Counts that flow: summed over the days of the period, under the same name.
+FLOWS: Final = (
+    "received",
+    "completed",
+    "withdrawn",
+    "early",
+    "on_time",
+    "late",
+    "warnings",
+    "yellow_cards",
+    "red_cards",
+)
 
 
-def _case_query(scope: Scope, s: datetime, e: datetime, by_department: bool) -> Select[Any]:
-    """The counts read from `cases`, one row (or one per department)."""
-    c = tables.cases.c
-    k = tables.cards.c
-    valid = c.state != "invalid"
-    closed_in = and_(c.closed_at >= s, c.closed_at < e)
-    completed = and_(valid, closed_in, c.outcome == "completed")
-    open_at_end = and_(valid, c.accepted_at < e, or_(c.closed_at.is_(None), c.closed_at >= e))
-    carded = exists().where(
-        k.department == c.department,
-        k.case_id == c.case_id,
-        k.level.in_(("yellow", "red")),
-        k.voided_at.is_(None),
-        k.reached_at < e,
-    )
-    counts = {
-        "received": _count(and_(valid, c.accepted_at >= s, c.accepted_at < e)),
-        "carried_over": _count(
-            and_(valid, c.accepted_at < s, or_(c.closed_at.is_(None), c.closed_at >= s))
-        ),
-        "completed": _count(and_(valid, closed_in, c.outcome.in_(("completed", "withdrawn")))),
-        "withdrawn": _count(and_(valid, closed_in, c.outcome == "withdrawn")),
-        "early": _count(and_(completed, c.timeliness == "early")),
-        "on_time": _count(and_(completed, c.timeliness.in_(("on_time", "immediate")))),
-        "late": _count(and_(completed, c.timeliness == "late")),
-        "open_at_end": _count(open_at_end),
-        "overdue_at_end": _count(and_(open_at_end, carded)),
-        "invalid": _count(c.state == "invalid"),
-    }
-    # Only rows that can count: cases open at some instant before end and not closed
-    # before start, and invalid ones. Lets an index on accepted_at or closed_at help.
-    relevant = or_(
-        c.state == "invalid",
-        and_(c.accepted_at < e, or_(c.closed_at.is_(None), c.closed_at >= s)),
-    )
-    return _grouped(counts, by_department).where(scope.where(), relevant)
-
-
-def _card_query(scope: Scope, s: datetime, e: datetime, by_department: bool) -> Select[Any]:
-    """The card counts: unvoided cards reached in [s, e) of valid cases in the scope."""
-    c = tables.cases.c
-    k = tables.cards.c
-    counts = {
-        "warnings": _count(k.level == "warning"),
-        "yellow_cards": _count(k.level == "yellow"),
-        "red_cards": _count(k.level == "red"),
-    }
-    joined = tables.cards.join(
-        tables.cases, and_(c.department == k.department, c.case_id == k.case_id)
-    )
-    return (
-        _grouped(counts, by_department)
-        .select_from(joined)
-        .where(
-            scope.where(),
-            c.state != "invalid",
-            k.voided_at.is_(None),
-            k.reached_at >= s,
-            k.reached_at < e,
-        )
-    )
-
-
-def _grouped(counts: dict[str, ColumnElement[Any]], by_department: bool) -> Select[Any]:
-    labelled = [value.label(name) for name, value in counts.items()]
+def _grouped(sums: dict[str, ColumnElement[Any]], scope: Scope, by_department: bool) -> Select[Any]:
+    d = tables.daily_counts.c
+    labelled = [func.coalesce(func.sum(value), 0).label(name) for name, value in sums.items()]
     if not by_department:
-        return select(*labelled)
-    department = tables.cases.c.department
-    return select(department.label("department_"), *labelled).group_by(department)
+        return select(*labelled).where(scope.where(tables.daily_counts))
+    return (
+        select(d.department.label("department_"), *labelled)
+        .where(scope.where(tables.daily_counts))
+        .group_by(d.department)
+    )
+
+
+def _within_query(scope: Scope, start: date, end: date, by_department: bool) -> Select[Any]:
+    """Sums over the days of [start, end): the flows, and what opened and closed."""
+    d = tables.daily_counts.c
+    sums: dict[str, ColumnElement[Any]] = {name: d[name] for name in FLOWS}
+    sums["open_change"] = d.received - d.left_open
+    sums["overdue_change"] = d.overdue_began - d.overdue_ended
+    return _grouped(sums, scope, by_department).where(d.day >= start, d.day < end)
+
+
+def _before_query(scope: Scope, start: date, by_department: bool) -> Select[Any]:
+    """Cases open, and overdue, at the start: what began minus what ended before it."""
+    d = tables.daily_counts.c
+    sums: dict[str, ColumnElement[Any]] = {
+        "carried_over": d.received - d.left_open,
+        "overdue_at_start": d.overdue_began - d.overdue_ended,
+    }
+    return _grouped(sums, scope, by_department).where(d.day < start)
+
+
+def _stocks(counts: dict[str, int]) -> None:
+    """Cases open and overdue at the end: at the start, plus what changed within."""
+    counts["open_at_end"] = counts.get("carried_over", 0) + counts.pop("open_change", 0)
+    counts["overdue_at_end"] = counts.pop("overdue_at_start", 0) + counts.pop("overdue_change", 0)
+
+
+def _invalid_query(scope: Scope, by_department: bool) -> Select[Any]:
+    """The invalid cases of the scope, whatever the period (through the index on state)."""
+    c = tables.cases.c
+    count = func.count().label("invalid")
+    query = select(count)
+    if by_department:
+        query = select(c.department.label("department_"), count).group_by(c.department)
+    return query.where(scope.where(tables.cases), c.state == "invalid")
 
 
 def _run(
@@ -327,12 +313,13 @@ def _run(
 ) -> tuple[Scope, dict[str, dict[str, int]]]:
     """The resolved scope and its counts keyed by department ('' when not grouped)."""
     resolved = resolve_scope(deployment, scope, code)
-    s, e = period_instants(deployment, start, end)
+    period_instants(deployment, start, end)  # checks the period
     found: dict[str, dict[str, int]] = {}
     with engine.connect() as connection:
         for query in (
-            _case_query(resolved, s, e, by_department),
-            _card_query(resolved, s, e, by_department),
+            _within_query(resolved, start, end, by_department),
+            _before_query(resolved, start, by_department),
+            _invalid_query(resolved, by_department),
         ):
             for row in connection.execute(query).mappings():
                 key = str(row["department_"]) if by_department else ""
@@ -340,6 +327,8 @@ def _run(
                 counts.update(
                     (name, int(value or 0)) for name, value in row.items() if name != "department_"
                 )
+    for counts in found.values():
+        _stocks(counts)
     return resolved, found
 
 

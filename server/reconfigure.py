@@ -5,6 +5,7 @@
     startup_lock(engine) -> RunLock          PostgreSQL: one server recomputes; SQLite: always
     recompute_on_start(...) -> Recomputed | None
     recompute_cases(...) -> Recomputed       the operator's explicit recompute
+    put_in_service(projector, old, new)      a reloaded configuration reaches the cases
 
 The fingerprint covers the effective limits (promised, legal, warn days) of every
 item and sub-item code, the time zone, the procedure warning, and the working-day
@@ -32,13 +33,15 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Engine, func, select
 
 from casework.calendar import YearRule, package_years
+from casework.clock import Clock
 from casework.config import Deployment
 from server.cases import CaseProjector, Recomputed
+from server.dailycounts import ensure_daily_counts
 from server.jobs import RunLock
 from server.store import tables
 from server.store.state import StateStore
@@ -49,6 +52,7 @@ __all__ = [
     "RECOMPUTE_LOCK_KEY",
     "clock_fingerprint",
     "clock_inputs",
+    "put_in_service",
     "recompute_cases",
     "recompute_on_start",
     "startup_lock",
@@ -243,3 +247,27 @@ def recompute_on_start(
             "configuration fingerprint %s (%s): recomputing open cases", fingerprint[:12], was
         )
         return recompute_cases(projector, fingerprint, progress_every=progress_every)
+
+
+class _Served(Protocol):
+    """What `put_in_service` reads of a configuration (a `server.liveconfig.Configuration`)."""
+
+    @property
+    def deployment(self) -> Deployment: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
+def put_in_service(projector: CaseProjector, old: _Served, new: _Served) -> None:
+    """A reloaded configuration reaches the cases: the projector derives with the new
+    clock and catalog from now on; when what the clock reads changed, the open cases
+    are recomputed (as on a start, `recompute_on_start`); when the zone changed, the
+    figures' daily counts are rebuilt."""
+    projector.reconfigure(new.clock, new.deployment)
+    if new.fingerprint != old.fingerprint:
+        recompute_on_start(projector, new.fingerprint)
+    zone = new.deployment.settings.zone
+    if str(zone) != str(old.deployment.settings.zone):
+        ensure_daily_counts(projector.engine, zone)

@@ -47,6 +47,8 @@ class ServerSettings(_Model):
     once decompressed. `clock_skew_seconds` is how far past the server's clock
     an event's `at` may lie before the event is rejected. `advance_seconds`
     is the interval of the job that advances case levels as time passes.
+    `watch_config` reloads config/ when its YAML files change (SIGHUP always
+    does), once no change came for `config_quiet_seconds`.
     """
 
     database: Annotated[str, Strict(), StringConstraints(min_length=1)] = DEFAULT_URL
@@ -55,6 +57,8 @@ class ServerSettings(_Model):
     max_body_bytes: Annotated[int, Strict(), Field(ge=1)] = DEFAULT_MAX_BODY_BYTES
     clock_skew_seconds: Annotated[int, Strict(), Field(ge=0)] = 300
     advance_seconds: Annotated[int, Strict(), Field(ge=1)] = 60
+    watch_config: Annotated[bool, Strict()] = True
+    config_quiet_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
 
 
 def load_settings(path: Path) -> ServerSettings:

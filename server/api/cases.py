@@ -1,6 +1,6 @@
 """``GET /api/v1/cases/{department}/{case_id}`` and ``GET /api/v1/cases``: cases as stored.
 
-    cases_router(engine, deployment, clock, now) -> APIRouter
+    cases_router(engine, config, now) -> APIRouter
 
 One case answers with everything behind its state, so any level it shows can
 be traced to its events::
@@ -46,6 +46,7 @@ from casework.errors import CalendarRangeError
 from casework.wire import parse_event
 from esup.explain import InputError, explanation, limits_for
 from server.cases import INVALID
+from server.liveconfig import Configuration
 from server.store import tables
 
 __all__ = [
@@ -307,15 +308,12 @@ def case_document(
 
 def cases_router(
     engine: Engine,
-    deployment: Deployment,
-    clock: Clock,
+    config: Callable[[], Configuration],
     now: Callable[[], datetime],
 ) -> APIRouter:
-    """The two case routes, reading `engine` (migrated) and explaining with `clock` at `now()`.
-
-    `clock` must be the deployment's (`Clock.for_deployment`), the one the
-    projector uses, so that the explanation agrees with the stored state.
-    """
+    """The two case routes, reading `engine` (migrated) and explaining at `now()` with the
+    configuration in service (`config()`, the one the projector uses, so that the
+    explanation agrees with the stored state)."""
     router = APIRouter()
 
     @router.get(
@@ -325,9 +323,15 @@ def cases_router(
     )
     def get_case(department: str, case_id: str) -> JSONResponse:
         """The case's events, state row, cards (voided ones too) and esup.explain/1 document."""
+        current = config()
         with engine.connect() as connection:
             doc = case_document(
-                connection, department, case_id, deployment=deployment, clock=clock, at=now()
+                connection,
+                department,
+                case_id,
+                deployment=current.deployment,
+                clock=current.clock,
+                at=now(),
             )
         if doc is None:
             return _problem(
@@ -355,9 +359,10 @@ def cases_router(
         after: Annotated[str | None, Query(description="the `next` cursor of a page")] = None,
     ) -> JSONResponse:
         """A page of stored case rows and the cursor of the next page (null on the last)."""
+        current = config()
         try:
             query = parse_listing(
-                deployment,
+                current.deployment,
                 department=department,
                 state=state,
                 level=level,
@@ -370,6 +375,7 @@ def cases_router(
         with engine.connect() as connection:
             rows, more = list_cases(connection, query)
         cursor = encode_cursor(rows[-1]["department"], rows[-1]["case_id"]) if more else None
-        return JSONResponse({"cases": [_row_json(row, clock.tz) for row in rows], "next": cursor})
+        tz = current.clock.tz
+        return JSONResponse({"cases": [_row_json(row, tz) for row in rows], "next": cursor})
 
     return router

@@ -1,6 +1,6 @@
 """``GET /api/v1/catalog``: what an agent needs to run its case clocks offline.
 
-    catalog_router(deployment, calendar=None) -> APIRouter
+    catalog_router(config) -> APIRouter
     catalog_document(deployment, calendar) -> dict     (format ``esup.catalog/1``)
 
 The document::
@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Response
 
 from casework.calendar import WorkCalendar
 from casework.config import Deployment
+from server.liveconfig import Configuration
 
 __all__ = ["FORMAT", "catalog_document", "catalog_router", "etag_matches"]
 
@@ -114,15 +116,23 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-def catalog_router(deployment: Deployment, calendar: WorkCalendar | None = None) -> APIRouter:
-    """The catalog route for `deployment`; `calendar` defaults to the one its configuration
-    describes (pass the clock's calendar to avoid building a second one)."""
-    calendar = WorkCalendar.from_config(deployment.calendar) if calendar is None else calendar
-    body = json.dumps(
-        catalog_document(deployment, calendar), ensure_ascii=False, separators=(",", ":")
-    ).encode()
-    etag = f'"{hashlib.sha256(body).hexdigest()}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+def catalog_router(config: Callable[[], Configuration]) -> APIRouter:
+    """The catalog route for the configuration in service (`config()`); its document and
+    ETag are built once per configuration."""
+    built: list[tuple[Configuration, bytes, str]] = []
+
+    def document() -> tuple[bytes, str]:
+        current = config()
+        if not built or built[0][0] is not current:
+            body = json.dumps(
+                catalog_document(current.deployment, current.clock.calendar),
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+            built[:] = [(current, body, f'"{hashlib.sha256(body).hexdigest()}"')]
+        _, body, etag = built[0]
+        return body, etag
+
     router = APIRouter()
 
     @router.get(
@@ -137,6 +147,8 @@ def catalog_router(deployment: Deployment, calendar: WorkCalendar | None = None)
         if_none_match: Annotated[str | None, Header()] = None,
     ) -> Response:
         """The catalog document; 304 without a body when ``If-None-Match`` names its ETag."""
+        body, etag = document()
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)

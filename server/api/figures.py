@@ -16,6 +16,7 @@ naming the parameter, the value and what would be valid.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -24,8 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
-from casework.config import Deployment
 from server.figures import SCOPES, PeriodError, ScopeError, figures
+from server.liveconfig import Configuration
 
 __all__ = ["rates_router"]
 
@@ -83,8 +84,9 @@ def _date(name: str, text: str | None) -> date:
         ) from None
 
 
-def rates_router(engine: Engine, deployment: Deployment) -> APIRouter:
-    """A router serving ``GET /api/v1/rates`` from `engine` with `deployment`'s configuration."""
+def rates_router(engine: Engine, config: Callable[[], Configuration]) -> APIRouter:
+    """A router serving ``GET /api/v1/rates`` from `engine` with the configuration in
+    service (`config()`)."""
     router = APIRouter()
 
     @router.get(
@@ -113,7 +115,7 @@ def rates_router(engine: Engine, deployment: Deployment) -> APIRouter:
                 scope, code = "department", department
             first = _date("start", start)
             after = _date("end", end)
-            result = figures(engine, deployment, first, after, scope, code or None)
+            result = figures(engine, config().deployment, first, after, scope, code or None)
         except (_BadParameterError, ScopeError, PeriodError) as exc:
             return JSONResponse({"reason": str(exc)}, status_code=422)
         return JSONResponse(result.to_json())

@@ -9,16 +9,18 @@ for a busy database instead of failing at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from server.errors import DatabaseURLError
 
-__all__ = ["DEFAULT_URL", "make_engine", "shown"]
+__all__ = ["DEFAULT_URL", "exclusive", "make_engine", "shown"]
 
 #: The embedded database, relative to the working directory.
 DEFAULT_URL: Final = "sqlite:///var/esup.db"
@@ -71,3 +73,22 @@ def make_engine(url: str | URL = DEFAULT_URL, **kwargs: Any) -> Engine:
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+@contextmanager
+def exclusive(engine: Engine, key: int) -> Iterator[Connection]:
+    """A transaction that no other `exclusive(engine, key)` runs beside, on any process.
+
+    It reads and writes knowing nobody changes what it read before it commits.
+    PostgreSQL: the transaction-scoped advisory lock `key` (a signed 64-bit
+    integer), taken first. SQLite: ``BEGIN IMMEDIATE``, the database's single
+    write lock (taken before the first read, so the reads are current), whatever
+    `key`. Commits when the block ends, rolls back when it raises.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+        connection.commit()

@@ -14,6 +14,10 @@
                 row per (case, level), never deleted, only voided
     server_state  small facts the servers keep about themselves, by key (the
                 fingerprint of the configuration the cases were last computed with)
+    daily_counts  per department, item and local day, what the figures add up:
+                cases received, closed (by outcome and timeliness), becoming and
+                ceasing to be overdue, and cards issued; kept by the projector in
+                the transaction that writes `cases` and `cards` (server.dailycounts)
 
 Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
 (``timestamptz``) and as UTC on SQLite, and always read back as an aware
@@ -43,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "DAILY_COUNTS",
     "UTCDateTime",
     "cards",
     "cases",
@@ -176,6 +181,7 @@ cases = Table(
     Column("anomalies", Integer(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index(None, "next_change_at"),
+    Index(None, "state", "department", "item"),
 )
 
 cards = Table(
@@ -198,4 +204,29 @@ server_state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: The counts of `daily_counts`, in the order of its columns (see server.dailycounts).
+DAILY_COUNTS = (
+    "received",
+    "left_open",
+    "completed",
+    "withdrawn",
+    "early",
+    "on_time",
+    "late",
+    "overdue_began",
+    "overdue_ended",
+    "warnings",
+    "yellow_cards",
+    "red_cards",
+)
+
+daily_counts = Table(
+    "daily_counts",
+    metadata,
+    Column("department", String(64), primary_key=True),
+    Column("item", String(64), primary_key=True),
+    Column("day", Date(), primary_key=True, comment="local date in the deployment's zone"),
+    *(Column(name, Integer(), nullable=False, server_default="0") for name in DAILY_COUNTS),
 )

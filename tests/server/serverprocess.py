@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -53,13 +53,21 @@ def upgrade(database: str, cwd: Path) -> None:
 class ServerProcess:
     """One `esup-server run` on loopback at a free port, its output in a log file."""
 
-    def __init__(self, folder: Path, database: str, name: str, **settings: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        database: str,
+        name: str,
+        *,
+        config_dir: Path = CONFIG,
+        **settings: int | float | bool,
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        extra = "".join(f"{key}: {value}\n" for key, value in settings.items())
+        extra = "".join(f"{key}: {str(value).lower()}\n" for key, value in settings.items())
         config = folder / f"server-{name}.yaml"
         config.write_text(
-            f"database: {database}\nconfig_dir: {CONFIG}\n"
+            f"database: {database}\nconfig_dir: {config_dir}\n"
             f"listen: {{host: 127.0.0.1, port: {self.port}}}\n{extra}",
             encoding="utf-8",
         )
@@ -114,7 +122,7 @@ class ServerProcess:
 
 @contextmanager
 def running_server(
-    folder: Path, database: str, name: str, **settings: int
+    folder: Path, database: str, name: str, **settings: Any
 ) -> Iterator[ServerProcess]:
     """A ready server; stopped (SIGTERM, else SIGKILL) whatever happens."""
     server = ServerProcess(folder, database, name, **settings)

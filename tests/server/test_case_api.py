@@ -28,6 +28,7 @@ from server.api.cases import MAX_LIMIT, CursorError, decode_cursor, encode_curso
 from server.api.catalog import FORMAT, catalog_router, etag_matches
 from server.app import create_app
 from server.cases import CaseProjector
+from server.liveconfig import Configuration, LiveConfig
 from server.settings import ServerSettings
 from server.store import tables
 from server.store.events import EventStore
@@ -317,7 +318,7 @@ def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
 @pytest.fixture(scope="module")
 def catalog_client() -> Iterator[TestClient]:
     app = FastAPI()
-    app.include_router(catalog_router(deployment()))
+    app.include_router(catalog_router(LiveConfig(Configuration.of(deployment()))))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -389,17 +390,22 @@ def test_the_catalog_is_304_while_the_etag_matches(catalog_client: TestClient) -
     assert other.content == first.content
 
 
-def test_the_etag_follows_the_configuration() -> None:
+def test_the_catalog_and_its_etag_follow_the_configuration_in_service() -> None:
     changed = deployment().model_copy(
         update={"settings": deployment().settings.model_copy(update={"warn_days": 3})}
     )
-    tags = []
-    for config in (deployment(), changed):
-        app = FastAPI()
-        app.include_router(catalog_router(config, clock().calendar))
-        with TestClient(app) as test_client:
-            tags.append(test_client.get("/api/v1/catalog").headers["etag"])
-    assert tags[0] != tags[1]
+    live = LiveConfig(Configuration.of(deployment()))
+    app = FastAPI()
+    app.include_router(catalog_router(live))
+    with TestClient(app) as test_client:
+        first = test_client.get("/api/v1/catalog")
+        live.replace(changed)
+        second = test_client.get(
+            "/api/v1/catalog", headers={"If-None-Match": first.headers["etag"]}
+        )
+    assert second.status_code == 200
+    assert second.headers["etag"] != first.headers["etag"]
+    assert second.json()["settings"]["warn_days"] == 3
 
 
 def test_if_none_match_parsing() -> None:

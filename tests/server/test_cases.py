@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from casework.calendar import WorkCalendar
 from casework.clock import Clock, Limits
@@ -151,9 +151,17 @@ def test_advance_reads_only_the_due_cases(migrated: Engine) -> None:
     seen: list[Key] = []
 
     class Spy(CaseProjector):
-        def _project(self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False) -> int:
+        def _write_batch(
+            self,
+            connection: Connection,
+            keys: Sequence[Key],
+            now: datetime,
+            stored: dict[Key, Any],
+            *,
+            log_closed: bool = False,
+        ) -> tuple[int, int]:
             seen.extend(keys)
-            return super()._project(keys, now, log_closed=log_closed)
+            return super()._write_batch(connection, keys, now, stored, log_closed=log_closed)
 
     cases = Spy(migrated, clock(), FakeCatalog({ITEM: Limits(7, 10, 2)}), now=now, batch_size=7)
     # 12 cases reach warning on 10-22 00:00; 38 accepted later reach it well after.

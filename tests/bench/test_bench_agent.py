@@ -1,0 +1,42 @@
+"""The agent benchmarks' processes, small: the built state holds every case, and the
+running process tracks them all and serves them on /metrics. Nothing here is timed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "agentprocess.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("esup_bench_agentprocess", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_built_state_is_tracked_and_served(bench: ModuleType, tmp_path: Path) -> None:
+    built = bench.build_state(tmp_path, 300, 5)
+    assert built["open_cases"] == 300
+    assert sum(built["levels"].values()) == 300
+    assert {"normal", "yellow", "red"} <= set(built["levels"])
+    agent, report = bench.start_agent(tmp_path)
+    try:
+        assert report["open_cases"] == 300
+        assert report["steps"][0][0] == "interpreter"
+        assert bench.scrape(report["port"]) > 0
+        assert bench.rss_of(agent.pid) > 0
+        assert bench.cpu_seconds_of(agent.pid) > 0
+        assert bench.rss_parts_of(agent.pid)["RssAnon"] > 0
+    finally:
+        bench.stop_agent(agent)
+    assert agent.returncode == 0
