@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test check fmt bench bench-server bench-agent-clocks clean
+.PHONY: test check fmt bench bench-server bench-agent bench-agent-clocks clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench-server: $(BIN)/.installed
 	$(BIN)/python bench/advance.py --postgres
 	$(BIN)/python bench/metrics_scrape.py
 	$(BIN)/python bench/metrics_scrape.py --postgres
+
+# The agent's benchmarks: drop-folder throughput, and file-to-server latency on a real server.
+bench-agent: $(BIN)/.installed
+	$(BIN)/python bench/agent_dropfolder.py
+	$(BIN)/python bench/agent_latency.py
 
 # The agent's live clocks: RSS and idle CPU with 100,000 open cases, beside
 # Debian's prometheus-node-exporter.

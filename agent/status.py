@@ -1,0 +1,121 @@
+"""`esup-agent status`: what the state database says, for an operator.
+
+    StatusSection                 a further part of the report (protocol)
+    collect_status(config, conn, sections) -> dict
+    render_status(report) -> str
+
+The report holds the outbox (depth, bytes, cap, paused, oldest waiting
+event, per source), the dead letters, and each source (its last seq and
+where it stands: drop-folder files tracked, an exchange database's
+checkpoint). Further sections — open cases by level, kept by the live clocks —
+are handed in by whoever builds the command (`agent.cli.main(sections=...)`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent.config import AgentConfig, DropFolderConfig
+
+__all__ = ["StatusSection", "collect_status", "render_status"]
+
+
+class StatusSection(Protocol):
+    """One more part of the status report, read from the state database."""
+
+    title: str
+
+    def collect(self, conn: sqlite3.Connection) -> dict[str, Any]: ...
+
+
+def _instant(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def collect_status(
+    config: AgentConfig,
+    conn: sqlite3.Connection,
+    sections: Sequence[StatusSection] = (),
+    *,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The status report as a JSON-ready dict."""
+    now = time.time() if now is None else now
+    depth, size, oldest = conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0), min(queued_at) FROM outbox"
+    ).fetchone()
+    per_source = dict(conn.execute("SELECT source, count(*) FROM outbox GROUP BY source"))
+    (dead,) = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    seqs = dict(conn.execute("SELECT source, last_seq FROM source_seq"))
+    sources: list[dict[str, Any]] = []
+    for source in config.sources:
+        entry: dict[str, Any] = {
+            "name": source.name,
+            "kind": source.kind,
+            "last_seq": seqs.get(source.name, 0),
+            "waiting": per_source.get(source.name, 0),
+        }
+        if isinstance(source, DropFolderConfig):
+            files, last = conn.execute(
+                "SELECT count(*), max(updated_at) FROM dropfolder_files WHERE source = ?",
+                (source.name,),
+            ).fetchone()
+            entry.update(path=str(source.path), files_seen=files, last_read_at=_instant(last))
+        else:
+            row = conn.execute(
+                "SELECT value, updated_at FROM checkpoints WHERE source = ?", (source.name,)
+            ).fetchone()
+            entry.update(
+                checkpoint=row[0] if row else None,
+                last_read_at=_instant(row[1] if row else None),
+            )
+        sources.append(entry)
+    report: dict[str, Any] = {
+        "agent": config.name,
+        "state_db": str(config.state_db),
+        "outbox": {
+            "depth": depth,
+            "size_bytes": size,
+            "cap_bytes": config.outbox_cap_bytes,
+            "paused": size >= config.outbox_cap_bytes,
+            "oldest_waiting_seconds": None if oldest is None else round(now - oldest, 1),
+        },
+        "dead_letters": dead,
+        "sources": sources,
+    }
+    for section in sections:
+        report[section.title] = section.collect(conn)
+    return report
+
+
+def render_status(report: dict[str, Any]) -> str:
+    """The report as lines of text."""
+    box = report["outbox"]
+    lines = [
+        f"agent {report['agent']} (state {report['state_db']})",
+        f"outbox: {box['depth']} event(s) waiting, {box['size_bytes']} of"
+        f" {box['cap_bytes']} bytes" + (" — PAUSED (cap reached)" if box["paused"] else ""),
+    ]
+    if box["oldest_waiting_seconds"] is not None:
+        lines.append(f"  oldest waiting for {box['oldest_waiting_seconds']} s")
+    lines.append(f"dead letters: {report['dead_letters']}")
+    lines.append("sources:")
+    for source in report["sources"]:
+        details = ", ".join(
+            f"{k}={v}" for k, v in source.items() if k not in ("name", "kind") and v is not None
+        )
+        lines.append(f"  {source['name']} ({source['kind']}): {details}")
+    known = {"agent", "state_db", "outbox", "dead_letters", "sources"}
+    for title, body in report.items():
+        if title in known:
+            continue
+        lines.append(f"{title}:")
+        for key, value in body.items():
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
