@@ -264,12 +264,16 @@ class _Planner:
 
     def pick(self, *, not_immediate: bool = False) -> tuple[str, Item, str]:
         rng = self.rng
-        while True:
+        for _ in range(10_000):
             (dept,) = rng.choices(self.departments, self.dept_weights)
             pairs = self.codes[dept]
             ((item, code),) = rng.choices(pairs, self.code_weights[dept])
             if not not_immediate or self.deployment.limits(code).promised_days > 0:
                 return dept, item, code
+        raise SimulationError(
+            "no supervised department has an item with a limit above 0 days, so no case "
+            "can be carried over into the year; give some items a promised limit"
+        )
 
     def new_case(self, ordinal: int, *, carried: bool = False) -> CasePlan:
         dept, item, code = self.pick(not_immediate=carried)
@@ -312,8 +316,10 @@ class _Planner:
             start = days.add(a_day, rng.randint(1, max(1, plan.promised_days // 2)))
             s_at = days.at(start, last)
             plan.later.append((s_at, "suspended", {"reason": reason, "days": requested}))
-            ran = requested + rng.randint(1, 4) if rng.random() < 0.15 else None
-            ran = ran or max(1, round(requested * rng.uniform(0.4, 1.0)))
+            if rng.random() < 0.15:  # the procedure overruns what it asked for
+                ran = requested + rng.randint(1, 4)
+            else:
+                ran = max(1, round(requested * rng.uniform(0.4, 1.0)))
             last = days.at(days.add(start, ran), s_at)
             plan.later.append((last, "resumed", {}))
         due = self.due(plan)
@@ -333,9 +339,9 @@ class _Planner:
             return self.days.add(plan.accepted.toordinal(), plan.promised_days)
         limits = self.deployment.limits(plan.item)
         result = self.clock.evaluate(plan.events(), limits, self.horizon)
-        promised_due = result.promised_due
-        assert promised_due is not None  # an accepted case always has one
-        return promised_due.toordinal()
+        if result.promised_due is None:  # an accepted case always has one
+            raise SimulationError(f"the clock gave case {plan.case_id} no due date")
+        return result.promised_due.toordinal()
 
     def close_near(self, plan: CasePlan, due: int, last: datetime) -> None:
         rng, days = self.rng, self.days
