@@ -20,7 +20,7 @@ from rich.table import Table
 from casework.configfiles import load_config
 from casework.errors import ConfigErrors, EsupError
 from esup.dropfolders import WrittenFile
-from esup.simulation import SUMMARY_FILE, simulate
+from esup.simulation import SUMMARY_FILE, ensure_empty, simulate
 from esup.simulator import YearShape
 
 
@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, *, stdout: IO[str] | None = None) -> int:
     console = Console(file=stdout or sys.stdout, highlight=False)
     try:
+        ensure_empty(args.out)
         deployment = load_config(args.config)
         shape = YearShape.scaled(args.scale)
         with console.status("Simulating the year…"):

@@ -37,11 +37,12 @@ from esup.simulator import (
     REFERENCE_SHAPE,
     REFERENCE_YEAR,
     CasePlan,
+    SimulationError,
     YearShape,
     plan_cases,
 )
 
-__all__ = ["FORMAT", "SUMMARY_FILE", "Simulation", "simulate"]
+__all__ = ["FORMAT", "SUMMARY_FILE", "Simulation", "ensure_empty", "simulate"]
 
 FORMAT: Final = "esup.simulation/1"
 SUMMARY_FILE: Final = "summary.json"
@@ -147,7 +148,9 @@ class Simulation:
         self, out: Path, progress: Callable[[WrittenFile], None] | None = None
     ) -> dict[str, Any]:
         """Write every file under `out`, then `summary.json` there (temp name and rename);
-        returns the summary."""
+        returns the summary. `out` must be empty or not exist yet: an append writer would
+        otherwise add a second copy to the files of an earlier run."""
+        ensure_empty(out)
         out.mkdir(parents=True, exist_ok=True)
         for written in write_files(self.files, out):
             if progress is not None:
@@ -157,6 +160,15 @@ class Simulation:
         temp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
         os.replace(temp, out / SUMMARY_FILE)
         return summary
+
+
+def ensure_empty(out: Path) -> None:
+    """Raise `SimulationError` unless `out` is an empty directory or does not exist."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SimulationError(
+            f"{out} is not an empty directory; write a simulated year into a new or "
+            "empty one (append-style folders would add to the files already there)"
+        )
 
 
 def simulate(

@@ -445,8 +445,11 @@ def test_the_command_writes_folders_and_summary(
     assert "96.2%" in printed
     assert (out / SUMMARY_FILE).is_file()
     assert len([p for p in out.iterdir() if p.is_dir()]) == 6
-    assert main(["simulate", "--out", str(out), "--scale", "-1", "--config", str(CONFIG)]) == 2
+    bad = ["simulate", "--out", str(tmp_path / "bad"), "--scale", "-1", "--config", str(CONFIG)]
+    assert main(bad) == 2
     assert "scale must be a number" in capsys.readouterr().err
+    assert main(argv) == 2  # the same directory again
+    assert "is not an empty directory" in capsys.readouterr().err
 
 
 def _known(deployment: Deployment, code: str) -> bool:
