@@ -483,3 +483,17 @@ def test_the_bytes_do_not_depend_on_the_process(tmp_path: Path) -> None:
             env={**os.environ, "PYTHONHASHSEED": hash_seed},
         )  # fmt: skip
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
+
+
+SHAPES = [(0, 0, 0), (5, 0, 0), (1, 1, 2), (0, 3, 1), (37, 11, 40)]
+
+
+@pytest.mark.parametrize("shape", [YearShape(*counts) for counts in SHAPES])
+def test_any_shape_comes_out_exactly(deployment: Deployment, shape: YearShape) -> None:
+    total = simulate(deployment, seed=5, shape=shape).figures.total
+    assert (total["received"], total["carried_over"], total["completed"]) == (
+        shape.received,
+        shape.carried_over,
+        shape.completed,
+    )
+    assert total["open_at_end"] == shape.open_at_end
