@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from esup import configcmd, explain
+from esup import configcmd, explain, simulatecmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     configcmd.register(sub)
     explain.register(sub)
+    simulatecmd.register(sub)
     return parser
 
 
