@@ -466,7 +466,7 @@ class CaseProjector:
         with self._configured:  # one configuration for the whole batch
             clock, catalog = self.clock, self.catalog
         out: dict[Key, tuple[Row, dict[str, datetime]]] = {}
-        todo: list[tuple[Key, list[CaseEvent], Limits]] = []
+        todo: list[tuple[Key, list[CaseEvent], Limits, str]] = []
         for key, case_events in events.items():
             item = _item_of(case_events)
             try:
@@ -475,21 +475,20 @@ class CaseProjector:
                 logger.warning("case %s/%s is invalid: %s", *key, exc)
                 out[key] = (_invalid_row(item, 1), {})
                 continue
-            todo.append((key, case_events, limits))
+            todo.append((key, case_events, limits, item))
         results: list[CaseClock | CalendarRangeError]
         try:
-            results = list(clock.evaluate_many([(ev, lim) for _, ev, lim in todo], now))
+            results = list(clock.evaluate_many([(ev, lim) for _, ev, lim, _ in todo], now))
         except CalendarRangeError:  # rare: find the case(s) one by one
-            results = [_evaluate_one(clock, key, ev, lim, now) for key, ev, lim in todo]
-        for (key, case_events, _), result in zip(todo, results, strict=True):
-            out[key] = self._row(case_events, result, now)
+            results = [_evaluate_one(clock, key, ev, lim, now) for key, ev, lim, _ in todo]
+        for (key, case_events, _, item), result in zip(todo, results, strict=True):
+            out[key] = self._row(item, case_events, result, now)
         return out
 
     @staticmethod
     def _row(
-        events: list[CaseEvent], result: CaseClock | CalendarRangeError, now: datetime
+        item: str, events: list[CaseEvent], result: CaseClock | CalendarRangeError, now: datetime
     ) -> tuple[Row, dict[str, datetime]]:
-        item = _item_of(events)
         # Events stamped after `now` (within the allowed clock skew) are not yet
         # counted: the case must be looked at again when the first of them comes due.
         pending = min((e.at for e in events if e.at > now), default=None)
