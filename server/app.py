@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from casework.clock import Clock
 from casework.config import Deployment
 from casework.configfiles import load_config
-from server.api import health, ingest
+from server.api import health, ingest, projection
 from server.api.cases import cases_router
 from server.api.catalog import catalog_router
 from server.api.figures import rates_router
@@ -95,6 +95,7 @@ def create_app(
     )
     app.include_router(ingest.router)
     app.include_router(health.router)
+    app.include_router(projection.router)
     clock = Clock.for_deployment(deployment)
     app.include_router(cases_router(db, deployment, clock, now))
     app.include_router(catalog_router(deployment, clock.calendar))

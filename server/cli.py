@@ -177,6 +177,12 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from server.app import create_app
     from server.cases import CaseProjector
     from server.jobs import AdvanceJob, start_scheduler
+    from server.projection import (
+        Projection,
+        ProjectionWorker,
+        ProjectorProcess,
+        projection_engine,
+    )
     from server.reconfigure import clock_fingerprint, recompute_on_start
 
     settings = load_settings(args.config)
@@ -191,14 +197,21 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
         # The job logs each run itself; the scheduler's own line per run adds nothing.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
-        # Every accepted batch updates the state of its cases, derived by the server.
         deployment = load_config(settings.config_dir)
         projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
         # Cases computed with another catalog or calendar are brought up to date first.
         recompute_on_start(projector, clock_fingerprint(deployment))
-        app = create_app(
-            settings, engine=engine, deployment=deployment, on_accepted=projector.refresh
-        )
+        # Ingest answers once the events are stored; their cases are queued in the same
+        # transaction and projected here in the background (server/projection.py).
+        worker: ProjectionWorker | ProjectorProcess
+        if settings.projection == "thread":
+            own = projection_engine(settings.database)
+            refresh = CaseProjector(own, projector.clock, deployment).refresh
+            worker = ProjectionWorker(Projection(engine, refresh))
+            heard = worker.wake
+        else:
+            worker, heard = ProjectorProcess(args.config), None
+        app = create_app(settings, engine=engine, deployment=deployment, on_accepted=heard)
         print(
             f"esup-server on http://{settings.listen.host}:{settings.listen.port}"
             f" with the database at {shown(settings.database)}",
@@ -209,6 +222,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             engine, projector.advance, interval=timedelta(seconds=settings.advance_seconds)
         )
         scheduler = start_scheduler(job)
+        worker.start()  # it first projects whatever a previous process left queued
         try:
             uvicorn.run(
                 app,
@@ -219,6 +233,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             )
         finally:
             job.stop()  # a run holding the lock lets go at once
+            worker.stop()
             scheduler.shutdown(wait=True)
     finally:
         engine.dispose()

@@ -32,7 +32,7 @@ from casework.config import Deployment, UnknownCodeError
 from casework.errors import EventError
 from casework.events import CaseEvent
 from casework.wire import NDJSON_MEDIA_TYPES, dumps_line
-from server.store.events import EventStore
+from server.store.events import EventStore, write_transaction
 from server.store.streams import SOURCE_MAX, StreamStore
 from server.store.tokens import Grant
 
@@ -147,6 +147,7 @@ class Ingestor:
         clock_skew: timedelta = timedelta(seconds=300),
         on_accepted: OnAccepted | None = None,
     ) -> None:
+        self.engine = engine
         self.deployment = deployment
         self.now = now
         self.clock_skew = clock_skew
@@ -156,7 +157,13 @@ class Ingestor:
 
     def problem(self, grant: Grant, event: CaseEvent, latest: datetime) -> str | None:
         """Why `event` from the holder of `grant` is rejected; None when it is not."""
-        department = event.department
+        return self._scope_problem(grant, event.department, event.item) or self._own_problem(
+            event, latest
+        )
+
+    def _scope_problem(self, grant: Grant, department: str, item_code: str) -> str | None:
+        """Why an event of `department` about `item_code` is rejected from the holder of
+        `grant`, whatever else it says; None when it is not."""
         if department not in grant.departments:
             allowed = ", ".join(sorted(grant.departments))
             return (
@@ -168,14 +175,17 @@ class Ingestor:
         except UnknownCodeError:
             return f"department: unknown department code {department!r}"
         try:
-            item = self.deployment.parent_item(event.item)
+            item = self.deployment.parent_item(item_code)
         except UnknownCodeError:
-            return f"item: unknown item code {event.item!r}"
+            return f"item: unknown item code {item_code!r}"
         if item.department is not None and item.department != department:
             return (
-                f"item: {event.item!r} belongs to department {item.department!r}, "
-                f"not {department!r}"
+                f"item: {item_code!r} belongs to department {item.department!r}, not {department!r}"
             )
+        return None
+
+    def _own_problem(self, event: CaseEvent, latest: datetime) -> str | None:
+        """Why `event` is rejected for its instant or source; None when it is not."""
         if event.at > latest:
             return (
                 f"at: {event.at.isoformat()} is later than the server's clock allows "
@@ -204,38 +214,36 @@ class Ingestor:
         latest = self.now() + self.clock_skew
         valid: list[tuple[int, CaseEvent]] = []
         rejected: list[tuple[int, str]] = []
+        scope: dict[tuple[str, str], str | None] = {}  # a batch names few (department, item)
         for index, entry in enumerate(parsed):
             if isinstance(entry, EventError):
                 rejected.append((index, entry.reason))
                 continue
-            problem = self.problem(grant, entry, latest)
+            pair = (entry.department, entry.item)
+            if pair in scope:
+                problem = scope[pair]
+            else:
+                problem = scope[pair] = self._scope_problem(grant, *pair)
+            problem = problem or self._own_problem(entry, latest)
             if problem is None:
                 valid.append((index, entry))
             else:
                 rejected.append((index, problem))
 
-        results: dict[int, EventResult] = {}
+        pieces: list[str] = raw() if parsed else []
+        results: list[EventResult | None] = [None] * len(parsed)
         cases: set[CaseKey] = set()
-        outcomes = self.events.add_batch(grant.agent, [e for _, e in valid])
-        for (index, event), outcome in zip(valid, outcomes, strict=True):
-            results[index] = EventResult(index, event.event_id, outcome)
-            if outcome == "accepted":
-                cases.add((event.department, event.case_id))
-
-        if rejected:
-            pieces = raw()
-            kept: list[tuple[str, str]] = []
-            for index, reason in rejected:
-                entry = parsed[index]
-                if isinstance(entry, CaseEvent):
-                    body = pieces[index] if pieces else dumps_line(entry)
-                    event_id: str | None = entry.event_id
-                else:
-                    body = pieces[index] if pieces else ""
-                    event_id = _event_id_of(body)
-                kept.append((body, reason))
-                results[index] = EventResult(index, event_id, "rejected", reason)
-            self.events.quarantine_many(grant.agent, kept)
+        kept: list[tuple[str, str]] = []
+        for index, reason in rejected:
+            entry = parsed[index]
+            if isinstance(entry, CaseEvent):
+                body = pieces[index] if pieces else dumps_line(entry)
+                event_id: str | None = entry.event_id
+            else:
+                body = pieces[index] if pieces else ""
+                event_id = _event_id_of(body)
+            kept.append((body, reason))
+            results[index] = EventResult(index, event_id, "rejected", reason)
 
         seqs: dict[str, list[int]] = {}
         for entry in parsed:
@@ -245,7 +253,18 @@ class Ingestor:
                     numbers = seqs.setdefault(source, [])
                     if entry.seq is not None:
                         numbers.append(entry.seq)
-        for gap in self.streams.observe(grant.agent, seqs):
+
+        events = [e for _, e in valid]
+        bodies = [pieces[i] for i, _ in valid] if pieces else None
+        with write_transaction(self.engine) as connection:
+            outcomes = self.events.add_in(connection, grant.agent, events, bodies)
+            self.events.quarantine_in(connection, grant.agent, kept)
+            gaps = self.streams.observe_in(connection, grant.agent, seqs) if seqs else []
+        for (index, event), outcome in zip(valid, outcomes, strict=True):
+            results[index] = EventResult(index, event.event_id, outcome)
+            if outcome == "accepted":
+                cases.add((event.department, event.case_id))
+        for gap in gaps:
             logger.warning(
                 "sequence gap: agent=%s source=%r expected=%d got=%d",
                 gap.agent,
@@ -254,7 +273,7 @@ class Ingestor:
                 gap.got,
             )
 
-        report = BatchReport(tuple(results[i] for i in range(len(parsed))), frozenset(cases))
+        report = BatchReport(tuple(r for r in results if r is not None), frozenset(cases))
         if cases and self.on_accepted is not None:
             try:
                 self.on_accepted(set(cases))

@@ -13,7 +13,7 @@ key and the offending value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
 
@@ -55,6 +55,8 @@ class ServerSettings(_Model):
     max_body_bytes: Annotated[int, Strict(), Field(ge=1)] = DEFAULT_MAX_BODY_BYTES
     clock_skew_seconds: Annotated[int, Strict(), Field(ge=0)] = 300
     advance_seconds: Annotated[int, Strict(), Field(ge=1)] = 60
+    #: Where the case projection runs: a process of its own (default) or a server thread.
+    projection: Literal["process", "thread"] = "process"
 
 
 def load_settings(path: Path) -> ServerSettings:

@@ -182,7 +182,7 @@ async def post_events(
                 415, f"Content-Encoding {content_encoding!r} is not gzip or identity"
             )
         body = await _read_body(request, context.max_body_bytes)
-        report = await run_in_threadpool(_process, context, grant, body, encoding, content_type)
+        report = _process(context, grant, body, encoding, content_type)
     except RefusedError as problem:
         logger.info("ingest refused: status=%d reason=%s", problem.status, problem.reason)
         return problem.response()

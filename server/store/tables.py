@@ -14,6 +14,9 @@
                 row per (case, level), never deleted, only voided
     server_state  small facts the servers keep about themselves, by key (the
                 fingerprint of the configuration the cases were last computed with)
+    projection_queue  the cases whose events were stored and whose row in `cases` is
+                not yet re-derived from them; written in the transaction that stores the
+                events, taken by the projector (`version` counts the batches that marked it)
 
 Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
 (``timestamptz``) and as UTC on SQLite, and always read back as an aware
@@ -48,6 +51,7 @@ __all__ = [
     "cases",
     "events",
     "metadata",
+    "projection_queue",
     "quarantine",
     "seq_gaps",
     "server_state",
@@ -198,4 +202,14 @@ server_state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+projection_queue = Table(
+    "projection_queue",
+    metadata,
+    Column("department", String(64), primary_key=True),
+    Column("case_id", String(128), primary_key=True),
+    Column("version", BigInteger(), nullable=False),
+    Column("marked_at", UTCDateTime(), nullable=False),
+    Index(None, "marked_at"),
 )
