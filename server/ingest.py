@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,7 @@ CaseKey = tuple[str, str]
 OnAccepted = Callable[[set[CaseKey]], object]
 
 _BOM: Final = b"\xef\xbb\xbf"
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
 
 
@@ -76,15 +78,20 @@ class BatchReport:
 
     def to_json(self) -> dict[str, object]:
         """The response body of ``POST /api/v1/events``."""
+        counts = Counter(r.status for r in self.results)
         return {
             "results": [
                 {"index": r.index, "event_id": r.event_id, "status": r.status, "reason": r.reason}
                 for r in self.results
             ],
-            "accepted": self.count("accepted"),
-            "duplicate": self.count("duplicate"),
-            "rejected": self.count("rejected"),
+            "accepted": counts["accepted"],
+            "duplicate": counts["duplicate"],
+            "rejected": counts["rejected"],
         }
+
+    def to_bytes(self) -> bytes:
+        """`to_json` as compact UTF-8 JSON, as the response carries it."""
+        return _ENCODER.encode(self.to_json()).encode("utf-8")
 
 
 def raw_pieces(body: bytes, content_type: str | None, count: int) -> list[str]:
