@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -72,6 +73,9 @@ QUIET: Final = timedelta(seconds=1)
 MAX_LAG: Final = timedelta(seconds=30)
 
 Key = tuple[str, str]
+
+#: What the projection process prints on its standard output once it is ready.
+READY: Final = b"projection ready"
 
 
 def projection_engine(url: str) -> Engine:
@@ -250,10 +254,19 @@ class ProjectorProcess:
         self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the process and return once it is ready to project (its imports and
+        configuration loaded), so that it does not start up while requests arrive.
+        Raises `RuntimeError` when it exits or is not ready within `timeout` seconds."""
         command = [sys.executable, "-m", "server.projection", "--config", str(self.config)]
         command += ["--parent", str(os.getpid())]
-        self.process = subprocess.Popen(command)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else b""
+        if line.strip() != READY:
+            self.stop()
+            raise RuntimeError(f"the projection process did not start (it said {line!r})")
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None:
@@ -264,6 +277,8 @@ class ProjectorProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def serve(config: Path, parent: int | None, *, poll: float = 0.05) -> int:
@@ -286,6 +301,8 @@ def serve(config: Path, parent: int | None, *, poll: float = 0.05) -> int:
         projector = CaseProjector(writer, Clock.for_deployment(deployment), deployment)
         projection = Projection(engine, projector.refresh)
         logger.info("projection: started pid=%d", os.getpid())
+        sys.stdout.buffer.write(READY + b"\n")
+        sys.stdout.buffer.flush()
         failures = 0
         while not stopping.is_set():
             if parent is not None and os.getppid() != parent:
