@@ -2,21 +2,26 @@
 
 Starts a real ``esup-server run`` on a fresh database (SQLite, or PostgreSQL
 with ``--postgres``), posts seeded events in batches of 1,000 as JSON Lines
-from one keep-alive client, and reports events per second end to end. The
-baseline stores the same rows in a table of the same shape with the database's
-fastest plain path: ``sqlite3`` ``executemany`` (SQLite) or ``COPY`` through
-psycopg (PostgreSQL), one transaction per batch, measured in the same run.
-A third row runs the same application without the case projection
-(``on_accepted=None``) in a server process of its own, to show its share.
+from one keep-alive client, and reports events per second from the first post
+to the last answer, then how long the server takes to project every case
+(``GET /api/v1/projection`` until nothing is pending; the answer comes once
+the events are stored, the case state after). The baseline stores the same
+rows in a table of the same shape with the database's fastest plain path:
+``sqlite3`` ``executemany`` (SQLite) or ``COPY`` through psycopg (PostgreSQL),
+one transaction per batch, measured in the same run. With ``--thread`` a row
+runs the projection in a server thread instead of its own process; a last row
+serves the same application without any projection (``on_accepted=None``, no
+projector) in a process of its own, to show what ingest alone costs.
 
     python bench/ingest.py [--postgres] [--events N] [--batch B] [--seed S]
-                           [--repeat R] [--strict]
+                           [--repeat R] [--thread] [--skip-no-projection] [--strict]
 
-Times are wall-clock (the server is another process; on PostgreSQL the
-database is a third). Exit status: 2 when the server did not accept every
-event or stored a different number of rows than the baseline, 1 when a
-target is missed and ``--strict`` is given, else 0. See docs/benchmarks.md,
-"Ingest".
+Times are wall-clock (the server is another process, its projector a third;
+on PostgreSQL the database is one more); server CPU counts the server and its
+children. Exit status: 2 when the server did not accept every event, stored a
+different number of rows than the baseline, or did not project every case;
+1 when a target is missed and ``--strict`` is given, else 0. See
+docs/benchmarks.md, "Ingest".
 """
 
 from __future__ import annotations
