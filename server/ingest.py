@@ -8,10 +8,13 @@ when it breaks the wire format, names a department outside the token's grant
 or unknown to the configuration, names an unknown item or an item owned by
 another department, or happened later than the server's clock allows
 (``now + clock_skew``). Rejected events are kept in the quarantine with their
-body as received. The others go to the event store in one transaction:
-``accepted`` when stored by this batch, ``duplicate`` when stored before.
-Then the per-source sequence numbers are noted (`StreamStore`), and
-`on_accepted` hears which cases received new events.
+body as received. The others go to the event store, with their body as
+received: ``accepted`` when stored by this batch, ``duplicate`` when stored
+before. One transaction stores the events, queues their cases for projection
+(`server.store.queue`), keeps the rejected ones and notes the per-source
+sequence numbers (`StreamStore`); after it commits, `on_accepted` hears which
+cases received new events. The cases' state is derived afterwards, out of the
+request (`server.projection`).
 
 The HTTP layer (server.api.ingest) owns authentication, size caps and gzip.
 """
@@ -33,7 +36,7 @@ from casework.config import Deployment, UnknownCodeError
 from casework.errors import EventError
 from casework.events import CaseEvent
 from casework.wire import NDJSON_MEDIA_TYPES, dumps_line
-from server.store.events import EventStore, write_transaction
+from server.store.events import EventStore, Gap, Outcome, write_transaction
 from server.store.streams import SOURCE_MAX, StreamStore
 from server.store.tokens import Grant
 
@@ -263,10 +266,13 @@ class Ingestor:
 
         events = [e for _, e in valid]
         bodies = [pieces[i] for i, _ in valid] if pieces else None
-        with write_transaction(self.engine) as connection:
-            outcomes = self.events.add_in(connection, grant.agent, events, bodies)
-            self.events.quarantine_in(connection, grant.agent, kept)
-            gaps = self.streams.observe_in(connection, grant.agent, seqs) if seqs else []
+        outcomes: list[Outcome] = []
+        gaps: list[Gap] = []
+        if events or kept or seqs:
+            with write_transaction(self.engine) as connection:
+                outcomes = self.events.add_in(connection, grant.agent, events, bodies)
+                self.events.quarantine_in(connection, grant.agent, kept)
+                gaps = self.streams.observe_in(connection, grant.agent, seqs) if seqs else []
         for (index, event), outcome in zip(valid, outcomes, strict=True):
             results[index] = EventResult(index, event.event_id, outcome)
             if outcome == "accepted":
