@@ -26,8 +26,12 @@ batch is projected at a time across them; two projections of one case never
 interleave, and one that read older events cannot write after one that read
 newer. The others skip and look again at their next poll. A server killed
 mid-batch holds no lock afterwards and leaves its batch queued: the next
-drainer projects it again (projection is idempotent). SQLite is one server
-process: a mutex in the process does the same.
+drainer projects it again (projection is idempotent). On SQLite the
+projector's transactions take the write lock as they begin
+(`projection_engine`), so each derivation reads and writes with no other
+writer in between: a later one always reads at least the events an earlier
+one read. Within one process a mutex keeps a background drainer and
+`catch_up` from running batches at once.
 """
 
 from __future__ import annotations
@@ -287,10 +291,11 @@ def serve(config: Path, parent: int | None, *, poll: float = 0.05) -> int:
     from casework.clock import Clock
     from casework.configfiles import load_config
     from server.cases import CaseProjector
+    from server.cli import LOG_FORMAT
     from server.settings import load_settings
 
     settings = load_settings(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
