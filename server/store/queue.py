@@ -19,6 +19,7 @@ Driver-level statements only (no per-row type processing): this is the ingest pa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,15 +39,16 @@ _MARK_SQLITE = (
     "INSERT INTO projection_queue (department, case_id, version, marked_at) VALUES (?, ?, 1, ?)"
     " ON CONFLICT (department, case_id) DO UPDATE SET version = projection_queue.version + 1"
 )
+# The keys as one JSON array of [department, case_id] (see events._INSERT_PG for why).
 _MARK_PG = (
     "INSERT INTO projection_queue (department, case_id, version, marked_at)"
-    " SELECT d, c, 1, %s FROM unnest(%s::text[], %s::text[]) AS u(d, c)"
+    " SELECT k->>0, k->>1, 1, %s FROM json_array_elements(%s::json) AS k"
     " ON CONFLICT (department, case_id) DO UPDATE SET version = projection_queue.version + 1"
 )
 _DONE_SQLITE = "DELETE FROM projection_queue WHERE department = ? AND case_id = ? AND version = ?"
 _DONE_PG = (
-    "DELETE FROM projection_queue AS q USING unnest(%s::text[], %s::text[], %s::bigint[])"
-    " AS u(d, c, v) WHERE q.department = u.d AND q.case_id = u.c AND q.version = u.v"
+    "DELETE FROM projection_queue AS q USING json_array_elements(%s::json) AS k"
+    " WHERE q.department = k->>0 AND q.case_id = k->>1 AND q.version = (k->>2)::bigint"
 )
 
 
@@ -73,9 +75,7 @@ def mark(connection: Connection, keys: Iterable[Key], now: datetime) -> None:
     if not ordered:
         return
     if connection.dialect.name == "postgresql":
-        departments = [d for d, _ in ordered]
-        case_ids = [c for _, c in ordered]
-        connection.exec_driver_sql(_MARK_PG, (now, departments, case_ids))
+        connection.exec_driver_sql(_MARK_PG, (now, json.dumps(ordered)))
     else:
         stamp = sqlite_instant(now)
         connection.exec_driver_sql(_MARK_SQLITE, [(d, c, stamp) for d, c in ordered])
@@ -113,12 +113,7 @@ class ProjectionQueue:
             return
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                columns = (
-                    [d for d, _, _ in taken],
-                    [c for _, c, _ in taken],
-                    [v for _, _, v in taken],
-                )
-                connection.exec_driver_sql(_DONE_PG, columns)
+                connection.exec_driver_sql(_DONE_PG, (json.dumps(list(taken)),))
             else:
                 connection.exec_driver_sql(_DONE_SQLITE, list(taken))
 
