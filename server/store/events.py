@@ -11,7 +11,7 @@
 An event is identified by (department, event_id); storing it again is a
 duplicate, never an error, so an agent may resend a batch after any failure.
 The batch goes to the driver as it is (``executemany`` on SQLite, one
-``INSERT ... SELECT FROM unnest(...)`` on PostgreSQL), without SQLAlchemy's
+``INSERT ... SELECT FROM json_to_recordset(...)`` on PostgreSQL), without SQLAlchemy's
 per-row type processing: this is the ingest path.
 """
 
