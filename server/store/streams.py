@@ -64,9 +64,13 @@ class StreamStore:
         self.now = now
         name = engine.dialect.name
         dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        self._touch = dialect_insert(tables.streams).on_conflict_do_nothing(
-            index_elements=[tables.streams.c.agent, tables.streams.c.source]
-        )
+        touch = dialect_insert(tables.streams)
+        # One statement: the stream created if new, its `last_seen_at` set and its row
+        # locked either way, and its `last_seq` as it was returned.
+        self._touch = touch.on_conflict_do_update(
+            index_elements=[tables.streams.c.agent, tables.streams.c.source],
+            set_={"last_seen_at": touch.excluded.last_seen_at},
+        ).returning(tables.streams.c.last_seq)
         # SQLite has one writer at a time; taking it here, before the read, spares a
         # transaction that read first the "database is locked" error when it writes.
         self._lock = threading.Lock() if name == "sqlite" else None
@@ -98,18 +102,16 @@ class StreamStore:
         s = tables.streams.c
         found: list[Gap] = []
         for source in sorted(seqs):
-            connection.execute(
+            last_seq = connection.execute(
                 self._touch,
                 {"agent": agent, "source": source, "last_seq": None, "last_seen_at": now},
-            )
-            last_seq = connection.execute(
-                select(s.last_seq).where(s.agent == agent, s.source == source).with_for_update()
             ).scalar_one()
             gaps, last = find_gaps(last_seq, seqs[source])
-            connection.execute(
-                tables.streams.update().where(s.agent == agent, s.source == source),
-                {"last_seq": last, "last_seen_at": now},
-            )
+            if last != last_seq:
+                connection.execute(
+                    tables.streams.update().where(s.agent == agent, s.source == source),
+                    {"last_seq": last},
+                )
             for expected, got in gaps:
                 found.append(Gap(agent, source, expected, got, now))
                 connection.execute(
