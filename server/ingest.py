@@ -216,8 +216,10 @@ class Ingestor:
         """Check and store one batch from the holder of `grant`; one result per event, in order.
 
         `parsed` is `casework.wire.parse_batch`'s answer; `raw()` the events'
-        texts as received (`raw_pieces`), read only when an event is rejected.
-        When this returns, the accepted events are committed. Raises when the
+        texts as received (`raw_pieces`), kept as the stored and quarantined
+        bodies ([] when they cannot be told apart: each event is then written
+        with `dumps_line`). When this returns, the accepted events are
+        committed and their cases queued for projection. Raises when the
         database fails; nothing reported accepted is lost then, and resending
         the batch is safe.
         """
