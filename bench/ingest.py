@@ -2,28 +2,32 @@
 
 Starts a real ``esup-server run`` on a fresh database (SQLite, or PostgreSQL
 with ``--postgres``), posts seeded events in batches of 1,000 as JSON Lines
-from one keep-alive client, and reports events per second end to end. The
-baseline stores the same rows in a table of the same shape with the database's
-fastest plain path: ``sqlite3`` ``executemany`` (SQLite) or ``COPY`` through
-psycopg (PostgreSQL), one transaction per batch, measured in the same run.
-A third row runs the same application without the case projection
-(``on_accepted=None``) in a server process of its own, to show its share.
+from one keep-alive client, and reports events per second from the first post
+to the last answer, then how long the server takes to project every case
+(``GET /api/v1/projection`` until nothing is pending; the answer comes once
+the events are stored, the case state after). The baseline stores the same
+rows in a table of the same shape with the database's fastest plain path:
+``sqlite3`` ``executemany`` (SQLite) or ``COPY`` through psycopg (PostgreSQL),
+one transaction per batch, measured in the same run. With ``--thread`` a row
+runs the projection in a server thread instead of its own process; a last row
+serves the same application without any projection (``on_accepted=None``, no
+projector) in a process of its own, to show what ingest alone costs.
 
     python bench/ingest.py [--postgres] [--events N] [--batch B] [--seed S]
-                           [--repeat R] [--strict]
+                           [--repeat R] [--thread] [--skip-no-projection] [--strict]
 
-Times are wall-clock (the server is another process; on PostgreSQL the
-database is a third). Exit status: 2 when the server did not accept every
-event or stored a different number of rows than the baseline, 1 when a
-target is missed and ``--strict`` is given, else 0. See docs/benchmarks.md,
-"Ingest".
+Times are wall-clock (the server is another process, its projector a third;
+on PostgreSQL the database is one more); server CPU counts the server and its
+children. Exit status: 2 when the server did not accept every event, stored a
+different number of rows than the baseline, or did not project every case;
+1 when a target is missed and ``--strict`` is given, else 0. See
+docs/benchmarks.md, "Ingest".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 from rich.console import Console
 from rich.table import Table
@@ -127,14 +132,17 @@ def server_command() -> list[str]:
 
 
 @contextmanager
-def running_server(folder: Path, database: str, projection: bool) -> Iterator[tuple[str, int]]:
+def running_server(
+    folder: Path, database: str, projection: bool, where: str = "process"
+) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of a ready server on `database`: ``esup-server run`` when `projection`,
     else this script's ``--serve-without-projection`` (the same app, ``on_accepted=None``)."""
     port = free_port()
     config = folder / f"server-{port}.yaml"
     config.write_text(
         f"database: {database}\nconfig_dir: {CONFIG}\n"
-        f"listen: {{host: 127.0.0.1, port: {port}}}\nadvance_seconds: 3600\n",
+        f"listen: {{host: 127.0.0.1, port: {port}}}\nadvance_seconds: 3600\n"
+        + (f"projection: {where}\n" if where else ""),
         encoding="utf-8",
     )
     if projection:
@@ -187,21 +195,34 @@ def serve_without_projection(config: Path) -> int:
 
 
 def process_cpu(pid: int) -> float:
-    """User plus system CPU seconds of process `pid` so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU seconds of process `pid` and its children so far."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 @dataclass
 class Run:
-    seconds: float
+    seconds: float  # from the first post to the last answer
     client_cpu: float
-    server_cpu: float
-    stored: int
+    server_cpu: float  # over `seconds`
+    stored: int  # events answered accepted
+    catch_up: float = 0.0  # from the last answer until no case waits for projection
+    catch_up_cpu: float = 0.0  # server CPU over `catch_up`
+    cases: int = 0  # rows in `cases` afterwards
 
 
-def post_all(url: str, batches: Sequence[Batch], token: str, server_pid: int) -> Run:
-    """Post every batch in order over one keep-alive connection; check each was accepted."""
+def post_all(
+    url: str, batches: Sequence[Batch], token: str, server_pid: int, projection: bool
+) -> Run:
+    """Post every batch in order over one keep-alive connection; check each was accepted.
+    With `projection`, then wait until the server reports no case queued for projection."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     accepted = 0
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
@@ -214,11 +235,20 @@ def post_all(url: str, batches: Sequence[Batch], token: str, server_pid: int) ->
             accepted += response.json()["accepted"]
         seconds = time.perf_counter() - start
         cpu, server = time.process_time() - cpu0, process_cpu(server_pid) - server0
-    return Run(seconds, cpu, server, accepted)
+        run = Run(seconds, cpu, server, accepted)
+        if projection:
+            deadline = time.monotonic() + 600
+            while client.get("/api/v1/projection").json()["pending"]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the projection did not catch up within 600 s")
+                time.sleep(0.01)
+            run.catch_up = time.perf_counter() - start - seconds
+            run.catch_up_cpu = process_cpu(server_pid) - server0 - server
+    return run
 
 
 def ingest_over_http(
-    kind: str, folder: Path, batches: Sequence[Batch], projection: bool, name: str
+    kind: str, folder: Path, batches: Sequence[Batch], projection: bool, where: str, name: str
 ) -> tuple[Run, int]:
     """One run on a fresh database: (timing, rows in `events` afterwards)."""
     with scratch_database(kind, folder, name) as url:
@@ -227,10 +257,12 @@ def ingest_over_http(
             upgrade_engine(engine)
             codes = [code for code, _ in reference_city()[1]]
             token = TokenStore(engine).create(AGENT, codes)
-            with running_server(folder, url, projection) as (base, pid):
-                run = post_all(base, batches, token, pid)
+            with running_server(folder, url, projection, where) as (base, pid):
+                run = post_all(base, batches, token, pid, projection)
             with engine.connect() as connection:
                 rows = connection.execute(select(func.count()).select_from(tables.events))
+                cases = connection.execute(select(func.count()).select_from(tables.cases))
+                run.cases = int(cases.scalar_one())
                 return run, int(rows.scalar_one())
         finally:
             engine.dispose()
@@ -306,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="skip the row without the case projection",
     )
+    parser.add_argument(
+        "--thread", action="store_true", help="also run with the projection in a server thread"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--serve-without-projection", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -329,17 +364,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_runs = [raw(folder, batches, f"raw{i}") for i in range(args.repeat)]
         base_s, base_rows = min(base_runs)
         http: list[tuple[str, Run, int]] = []
-        variants = [(True, "esup over HTTP, with case projection")]
+        variants = [(True, "process", "esup over HTTP, projection in its own process")]
+        if args.thread:
+            variants.append((True, "thread", "esup over HTTP, projection in a server thread"))
         if args.without_projection:
-            variants.append((False, "esup over HTTP, no projection"))
-        for projection, label in variants:
+            variants.append((False, "", "esup over HTTP, no projection"))
+        for number, (projection, where, label) in enumerate(variants):
             runs = [
-                ingest_over_http(kind, folder, batches, projection, f"http{int(projection)}{i}")
+                ingest_over_http(kind, folder, batches, projection, where, f"http{number}{i}")
                 for i in range(args.repeat)
             ]
-            run, stored = min(runs, key=lambda r: r[0].seconds)
+            run, stored = min(runs, key=lambda r: r[0].seconds + r[0].catch_up)
             http.append((label, run, stored))
 
+    n_cases = len({(row[0], row[2]) for b in batches for row in b.rows})
     for label, run, stored in http:
         if run.stored != n or stored != base_rows:
             print(
@@ -348,14 +386,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    for (projection, _, _), (label, run, _) in zip(variants, http, strict=True):
+        if projection and run.cases != n_cases:
+            print(
+                f"{label}: {run.cases:,} cases projected, but the events name {n_cases:,}",
+                file=sys.stderr,
+            )
+            return 2
 
     base_rate = n / base_s
     baseline_name = "baseline: sqlite3 executemany" if kind == "sqlite" else "baseline: COPY"
     table = Table(title=f"Ingest into {kind}: batches of {args.batch:,}, best of {args.repeat}")
-    for name in ("implementation", "events", "wall s", "events/s", "× baseline", "server CPU s"):
+    columns = (
+        "implementation",
+        "events",
+        "wall s",
+        "events/s",
+        "× baseline",
+        "server CPU s",
+        "catch-up s",
+        "events/s with catch-up",
+    )
+    for name in columns:
         table.add_column(name, justify="left" if name == "implementation" else "right")
     for label, run, _ in http:
         rate = n / run.seconds
+        whole = n / (run.seconds + run.catch_up)
         table.add_row(
             label,
             f"{n:,}",
@@ -363,14 +419,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{rate:,.0f}",
             f"{rate / base_rate:.2f}",
             f"{run.server_cpu:.2f}",
+            f"{run.catch_up:.2f}" if run.cases else "never",
+            f"{whole:,.0f}" if run.cases else "",
         )
-    table.add_row(baseline_name, f"{n:,}", f"{base_s:.2f}", f"{base_rate:,.0f}", "1.00", "")
+    table.add_row(baseline_name, f"{n:,}", f"{base_s:.2f}", f"{base_rate:,.0f}", "1.00", "", "", "")
     out.print(table)
     for label, run, _ in http:
         out.print(
             f"{label}: client CPU {run.client_cpu:.2f} s, server process CPU {run.server_cpu:.2f} "
             f"s ({run.server_cpu / run.seconds:.0%} of a core) over {run.seconds:.2f} s"
         )
+    for (projection, _, _), (label, run, _) in zip(variants, http, strict=True):
+        if projection:
+            out.print(
+                f"{label}: all {run.cases:,} cases projected {run.catch_up:.2f} s after the "
+                f"last answer (server CPU {run.catch_up_cpu:.2f} s meanwhile)"
+            )
 
     rate = n / http[0][1].seconds
     ok = verdict(f"ingest {kind} >= {TARGET_RATE:,} events/s", rate >= TARGET_RATE, f"{rate:,.0f}")

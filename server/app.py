@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from casework.config import Deployment
 from casework.configfiles import load_config
-from server.api import health, ingest
+from server.api import health, ingest, projection
 from server.api.cases import cases_router
 from server.api.catalog import catalog_router
 from server.api.figures import rates_router
@@ -116,6 +116,7 @@ def create_app(
     )
     app.include_router(ingest.router)
     app.include_router(health.router)
+    app.include_router(projection.router)
     app.include_router(cases_router(db, config, now))
     app.include_router(catalog_router(config))
     app.include_router(rates_router(db, config))

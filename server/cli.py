@@ -184,6 +184,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from server.dailycounts import ensure_daily_counts
     from server.jobs import AdvanceJob, start_scheduler
     from server.liveconfig import ConfigReloader, Configuration, ConfigWatcher, LiveConfig
+    from server.projection import Projection, ProjectionWorker, ProjectorProcess
     from server.reconfigure import put_in_service, recompute_on_start
 
     settings = load_settings(args.config)
@@ -200,23 +201,37 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         # The alert jobs log each run; httpx's line per request adds nothing.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        # Every accepted batch updates the state of its cases, derived by the server.
         live = LiveConfig(Configuration.of(load_config(settings.config_dir)))
         projector = CaseProjector(engine, live().clock, live().deployment)
         # Cases computed with another catalog or calendar are brought up to date first.
         recompute_on_start(projector, live().fingerprint)
         # The figures add up per local day; built afresh when the zone is new to them.
         ensure_daily_counts(engine, live().deployment.settings.zone)
-        # A changed config/ (watched, or SIGHUP) is put in service the same way.
+        # Ingest answers once the events are stored; their cases are queued in the same
+        # transaction and projected here in the background (server/projection.py).
+        worker: ProjectionWorker | ProjectorProcess
+        if settings.projection == "thread":
+            worker = ProjectionWorker(Projection(engine, projector.refresh))
+            heard = worker.wake
+        else:
+            worker, heard = ProjectorProcess(args.config), None
+        # A changed config/ (watched, or SIGHUP) is put in service the same way; the
+        # projection process watches it too, and hears the server's SIGHUP.
         live.listen(lambda old, new: put_in_service(projector, old, new))
         reload = ConfigReloader(settings.config_dir, live)
-        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload).start())
+
+        def on_sighup(*_: object) -> None:
+            threading.Thread(target=reload).start()
+            if isinstance(worker, ProjectorProcess):
+                worker.reload()
+
+        signal.signal(signal.SIGHUP, on_sighup)
         watcher = (
             ConfigWatcher(settings.config_dir, reload, quiet=settings.config_quiet_seconds).start()
             if settings.watch_config
             else None
         )
-        app = create_app(settings, engine=engine, config=live, on_accepted=projector.refresh)
+        app = create_app(settings, engine=engine, config=live, on_accepted=heard)
         app.state.metrics_collector.warm_up()  # the first scrape need not read the store
         print(
             f"esup-server on http://{settings.listen.host}:{settings.listen.port}"
@@ -238,6 +253,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             schedule(extra, scheduler)
         app.state.metrics_registry.register(JobsCollector([job, *extra_jobs]))
         feed_scheduler = _start_feed(engine, live().deployment, settings.config_dir)
+        worker.start()  # it first projects whatever a previous process left queued
         try:
             uvicorn.run(
                 app,
@@ -250,6 +266,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             job.stop()  # a run holding the lock lets go at once
             for extra in extra_jobs:
                 extra.stop()
+            worker.stop()
             scheduler.shutdown(wait=True)
             feed_scheduler.shutdown(wait=True)
             if watcher is not None:

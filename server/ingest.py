@@ -8,10 +8,13 @@ when it breaks the wire format, names a department outside the token's grant
 or unknown to the configuration, names an unknown item or an item owned by
 another department, or happened later than the server's clock allows
 (``now + clock_skew``). Rejected events are kept in the quarantine with their
-body as received. The others go to the event store in one transaction:
-``accepted`` when stored by this batch, ``duplicate`` when stored before.
-Then the per-source sequence numbers are noted (`StreamStore`), and
-`on_accepted` hears which cases received new events.
+body as received. The others go to the event store, with their body as
+received: ``accepted`` when stored by this batch, ``duplicate`` when stored
+before. One transaction stores the events, queues their cases for projection
+(`server.store.queue`), keeps the rejected ones and notes the per-source
+sequence numbers (`StreamStore`); after it commits, `on_accepted` hears which
+cases received new events. The cases' state is derived afterwards, out of the
+request (`server.projection`).
 
 The HTTP layer (server.api.ingest) owns authentication, size caps and gzip.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +36,7 @@ from casework.config import Deployment, UnknownCodeError
 from casework.errors import EventError
 from casework.events import CaseEvent
 from casework.wire import NDJSON_MEDIA_TYPES, dumps_line
-from server.store.events import EventStore
+from server.store.events import EventStore, Gap, Outcome, write_transaction
 from server.store.streams import SOURCE_MAX, StreamStore
 from server.store.tokens import Grant
 
@@ -47,6 +51,7 @@ CaseKey = tuple[str, str]
 OnAccepted = Callable[[set[CaseKey]], object]
 
 _BOM: Final = b"\xef\xbb\xbf"
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
 
 
@@ -76,15 +81,20 @@ class BatchReport:
 
     def to_json(self) -> dict[str, object]:
         """The response body of ``POST /api/v1/events``."""
+        counts = Counter(r.status for r in self.results)
         return {
             "results": [
                 {"index": r.index, "event_id": r.event_id, "status": r.status, "reason": r.reason}
                 for r in self.results
             ],
-            "accepted": self.count("accepted"),
-            "duplicate": self.count("duplicate"),
-            "rejected": self.count("rejected"),
+            "accepted": counts["accepted"],
+            "duplicate": counts["duplicate"],
+            "rejected": counts["rejected"],
         }
+
+    def to_bytes(self) -> bytes:
+        """`to_json` as compact UTF-8 JSON, as the response carries it."""
+        return _ENCODER.encode(self.to_json()).encode("utf-8")
 
 
 def raw_pieces(body: bytes, content_type: str | None, count: int) -> list[str]:
@@ -147,6 +157,7 @@ class Ingestor:
         clock_skew: timedelta = timedelta(seconds=300),
         on_accepted: OnAccepted | None = None,
     ) -> None:
+        self.engine = engine
         self.deployment = deployment
         self.now = now
         self.clock_skew = clock_skew
@@ -156,7 +167,13 @@ class Ingestor:
 
     def problem(self, grant: Grant, event: CaseEvent, latest: datetime) -> str | None:
         """Why `event` from the holder of `grant` is rejected; None when it is not."""
-        department = event.department
+        return self._scope_problem(grant, event.department, event.item) or self._own_problem(
+            event, latest
+        )
+
+    def _scope_problem(self, grant: Grant, department: str, item_code: str) -> str | None:
+        """Why an event of `department` about `item_code` is rejected from the holder of
+        `grant`, whatever else it says; None when it is not."""
         if department not in grant.departments:
             allowed = ", ".join(sorted(grant.departments))
             return (
@@ -168,14 +185,17 @@ class Ingestor:
         except UnknownCodeError:
             return f"department: unknown department code {department!r}"
         try:
-            item = self.deployment.parent_item(event.item)
+            item = self.deployment.parent_item(item_code)
         except UnknownCodeError:
-            return f"item: unknown item code {event.item!r}"
+            return f"item: unknown item code {item_code!r}"
         if item.department is not None and item.department != department:
             return (
-                f"item: {event.item!r} belongs to department {item.department!r}, "
-                f"not {department!r}"
+                f"item: {item_code!r} belongs to department {item.department!r}, not {department!r}"
             )
+        return None
+
+    def _own_problem(self, event: CaseEvent, latest: datetime) -> str | None:
+        """Why `event` is rejected for its instant or source; None when it is not."""
         if event.at > latest:
             return (
                 f"at: {event.at.isoformat()} is later than the server's clock allows "
@@ -196,46 +216,46 @@ class Ingestor:
         """Check and store one batch from the holder of `grant`; one result per event, in order.
 
         `parsed` is `casework.wire.parse_batch`'s answer; `raw()` the events'
-        texts as received (`raw_pieces`), read only when an event is rejected.
-        When this returns, the accepted events are committed. Raises when the
+        texts as received (`raw_pieces`), kept as the stored and quarantined
+        bodies ([] when they cannot be told apart: each event is then written
+        with `dumps_line`). When this returns, the accepted events are
+        committed and their cases queued for projection. Raises when the
         database fails; nothing reported accepted is lost then, and resending
         the batch is safe.
         """
         latest = self.now() + self.clock_skew
         valid: list[tuple[int, CaseEvent]] = []
         rejected: list[tuple[int, str]] = []
+        scope: dict[tuple[str, str], str | None] = {}  # a batch names few (department, item)
         for index, entry in enumerate(parsed):
             if isinstance(entry, EventError):
                 rejected.append((index, entry.reason))
                 continue
-            problem = self.problem(grant, entry, latest)
+            pair = (entry.department, entry.item)
+            if pair in scope:
+                problem = scope[pair]
+            else:
+                problem = scope[pair] = self._scope_problem(grant, *pair)
+            problem = problem or self._own_problem(entry, latest)
             if problem is None:
                 valid.append((index, entry))
             else:
                 rejected.append((index, problem))
 
-        results: dict[int, EventResult] = {}
+        pieces: list[str] = raw() if parsed else []
+        results: list[EventResult | None] = [None] * len(parsed)
         cases: set[CaseKey] = set()
-        outcomes = self.events.add_batch(grant.agent, [e for _, e in valid])
-        for (index, event), outcome in zip(valid, outcomes, strict=True):
-            results[index] = EventResult(index, event.event_id, outcome)
-            if outcome == "accepted":
-                cases.add((event.department, event.case_id))
-
-        if rejected:
-            pieces = raw()
-            kept: list[tuple[str, str]] = []
-            for index, reason in rejected:
-                entry = parsed[index]
-                if isinstance(entry, CaseEvent):
-                    body = pieces[index] if pieces else dumps_line(entry)
-                    event_id: str | None = entry.event_id
-                else:
-                    body = pieces[index] if pieces else ""
-                    event_id = _event_id_of(body)
-                kept.append((body, reason))
-                results[index] = EventResult(index, event_id, "rejected", reason)
-            self.events.quarantine_many(grant.agent, kept)
+        kept: list[tuple[str, str]] = []
+        for index, reason in rejected:
+            entry = parsed[index]
+            if isinstance(entry, CaseEvent):
+                body = pieces[index] if pieces else dumps_line(entry)
+                event_id: str | None = entry.event_id
+            else:
+                body = pieces[index] if pieces else ""
+                event_id = _event_id_of(body)
+            kept.append((body, reason))
+            results[index] = EventResult(index, event_id, "rejected", reason)
 
         seqs: dict[str, list[int]] = {}
         for entry in parsed:
@@ -245,7 +265,21 @@ class Ingestor:
                     numbers = seqs.setdefault(source, [])
                     if entry.seq is not None:
                         numbers.append(entry.seq)
-        for gap in self.streams.observe(grant.agent, seqs):
+
+        events = [e for _, e in valid]
+        bodies = [pieces[i] for i, _ in valid] if pieces else None
+        outcomes: list[Outcome] = []
+        gaps: list[Gap] = []
+        if events or kept or seqs:
+            with write_transaction(self.engine) as connection:
+                outcomes = self.events.add_in(connection, grant.agent, events, bodies)
+                self.events.quarantine_in(connection, grant.agent, kept)
+                gaps = self.streams.observe_in(connection, grant.agent, seqs) if seqs else []
+        for (index, event), outcome in zip(valid, outcomes, strict=True):
+            results[index] = EventResult(index, event.event_id, outcome)
+            if outcome == "accepted":
+                cases.add((event.department, event.case_id))
+        for gap in gaps:
             logger.warning(
                 "sequence gap: agent=%s source=%r expected=%d got=%d",
                 gap.agent,
@@ -254,7 +288,7 @@ class Ingestor:
                 gap.got,
             )
 
-        report = BatchReport(tuple(results[i] for i in range(len(parsed))), frozenset(cases))
+        report = BatchReport(tuple(r for r in results if r is not None), frozenset(cases))
         if cases and self.on_accepted is not None:
             try:
                 self.on_accepted(set(cases))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
 
@@ -107,6 +107,8 @@ class ServerSettings(_Model):
     metrics_cache_seconds: Annotated[int, Strict(), Field(ge=0)] = 5
     working_hours: WorkingHours = WorkingHours()
     alerts: AlertSettings = AlertSettings()
+    #: Where the case projection runs: a process of its own (default) or a server thread.
+    projection: Literal["process", "thread"] = "process"
 
 
 def load_settings(path: Path) -> ServerSettings:

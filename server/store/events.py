@@ -1,6 +1,8 @@
 """`EventStore`: the raw events, append-only, and what was refused or went missing.
 
     add_batch(agent, events)        store a batch in one transaction -> accepted | duplicate
+                                    (and queue its cases for projection, in that transaction)
+    add_in(connection, agent, ...)  the same inside the caller's `write_transaction`
     events_of_case(dept, case_id)   a case's events, rebuilt from the stored wire JSON
     quarantine(agent, body, reason) keep a rejected event and why
     quarantine_many(agent, pairs)   keep a batch's rejected events, in one transaction
@@ -8,25 +10,36 @@
 
 An event is identified by (department, event_id); storing it again is a
 duplicate, never an error, so an agent may resend a batch after any failure.
-Core statements only: this is the ingest path.
+The batch goes to the driver as it is (``executemany`` on SQLite, one
+``INSERT ... SELECT FROM json_to_recordset(...)`` on PostgreSQL), without SQLAlchemy's
+per-row type processing: this is the ingest path.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from sqlalchemy import Engine, Insert, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, func, select
 
 from casework.events import CaseEvent
 from casework.wire import dumps_line, parse_event
 from server.store import tables
+from server.store.queue import mark, sqlite_instant
 
-__all__ = ["ACCEPTED", "DUPLICATE", "EventStore", "Gap", "Outcome", "Quarantined"]
+__all__ = [
+    "ACCEPTED",
+    "DUPLICATE",
+    "EventStore",
+    "Gap",
+    "Outcome",
+    "Quarantined",
+    "write_transaction",
+]
 
 Outcome = Literal["accepted", "duplicate"]
 ACCEPTED: Final[Outcome] = "accepted"
@@ -58,15 +71,39 @@ class Gap:
     detected_at: datetime
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> Insert:
-    """``INSERT INTO events ... ON CONFLICT (department, event_id) DO NOTHING`` for the dialect."""
-    columns = [tables.events.c.department, tables.events.c.event_id]
-    name = engine.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(tables.events).on_conflict_do_nothing(index_elements=columns)
-    if name == "sqlite":
-        return sqlite.insert(tables.events).on_conflict_do_nothing(index_elements=columns)
-    raise NotImplementedError(f"esup stores events in SQLite or PostgreSQL, not {name!r}")
+_COLUMNS: Final = (
+    "department, event_id, case_id, item, type, at, seq, source_agent, received_at, body"
+)
+_INSERT_SQLITE: Final = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The keys of the batch already stored, found through the unique (department, event_id) index.
+_EXISTING_SQLITE: Final = (
+    "SELECT department, event_id FROM events WHERE (department, event_id) IN"
+    " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+)
+# One statement for the batch, its rows sent as one JSON document (encoded in C here and
+# read in C there; psycopg quotes each element of a text array in Python). ON CONFLICT
+# DO NOTHING waits for a concurrent transaction inserting the same key and skips it if
+# that one commits.
+_INSERT_PG: Final = (
+    f"INSERT INTO events ({_COLUMNS})"
+    " SELECT d, e, c, i, t, a::timestamptz, s, %s, %s, b FROM json_to_recordset(%s::json)"
+    " AS u(d text, e text, c text, i text, t text, a text, s bigint, b text)"
+    " ON CONFLICT (department, event_id) DO NOTHING RETURNING department, event_id"
+)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that will write, committed when the block ends.
+
+    On SQLite the transaction takes the write lock at once (``BEGIN IMMEDIATE``,
+    waiting out the busy timeout), so what it reads stays true until it
+    commits: no other writer can slip in between its reads and its writes.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
 
 
 class EventStore:
@@ -77,54 +114,133 @@ class EventStore:
     """
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] = _utcnow) -> None:
+        name = engine.dialect.name
+        if name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"esup stores events in SQLite or PostgreSQL, not {name!r}")
         self.engine = engine
         self.now = now
-        self._insert = _insert_ignoring_duplicates(engine).returning(
-            tables.events.c.department, tables.events.c.event_id
-        )
 
-    def add_batch(self, agent: str, events: Sequence[CaseEvent]) -> list[Outcome]:
+    def add_batch(
+        self, agent: str, events: Sequence[CaseEvent], bodies: Sequence[str] | None = None
+    ) -> list[Outcome]:
         """Store `events` from `agent` in one transaction; one outcome per event, in order.
 
         ``"accepted"``: this call stored the event. ``"duplicate"``: an event
         with the same (department, event_id) was stored before, by an earlier
-        call or earlier in this batch; the stored one is kept unchanged. When
-        this returns, every accepted event is committed; when it raises,
-        nothing of the batch was stored, and resending it is safe.
+        call or earlier in this batch; the stored one is kept unchanged. The
+        cases of the accepted events are queued for projection in the same
+        transaction (`server.store.queue`). When this returns, every accepted
+        event is committed; when it raises, nothing of the batch was stored,
+        and resending it is safe. `bodies`, when given, are the events' texts
+        as received (kept as `body`); else each is written with `dumps_line`.
         """
+        if not events:
+            return []
+        with write_transaction(self.engine) as connection:
+            return self.add_in(connection, agent, events, bodies)
+
+    def add_in(
+        self,
+        connection: Connection,
+        agent: str,
+        events: Sequence[CaseEvent],
+        bodies: Sequence[str] | None = None,
+    ) -> list[Outcome]:
+        """`add_batch` inside the caller's transaction (`write_transaction`)."""
         if not events:
             return []
         received_at = self.now()
         first: dict[tuple[str, str], int] = {}
-        rows: list[dict[str, Any]] = []
         for index, event in enumerate(events):
-            key = (event.department, event.event_id)
-            if key in first:
-                continue  # a repeat inside the batch: the first one decides
-            first[key] = index
-            rows.append(
-                {
-                    "department": event.department,
-                    "event_id": event.event_id,
-                    "case_id": event.case_id,
-                    "item": event.item,
-                    "type": event.type,
-                    "at": event.at,
-                    "seq": event.seq,
-                    "source_agent": agent,
-                    "received_at": received_at,
-                    "body": dumps_line(event),
-                }
+            first.setdefault((event.department, event.event_id), index)
+        # Body order, so `id` keeps the order of arrival. Two servers inserting the same
+        # keys in different orders could deadlock on PostgreSQL; it aborts one of them,
+        # whose agent resends: an agent resends a batch in the order it sent it.
+        order = list(first)
+        if connection.dialect.name == "postgresql":
+            stored = self._insert_pg(connection, agent, events, bodies, order, first, received_at)
+        else:
+            stored = self._insert_sqlite(
+                connection, agent, events, bodies, order, first, received_at
             )
-        with self.engine.begin() as connection:
-            result = connection.execute(self._insert, rows)
-            stored = {(row.department, row.event_id) for row in result}
+        mark(
+            connection,
+            {(events[first[k]].department, events[first[k]].case_id) for k in stored},
+            received_at,
+        )
         return [
             ACCEPTED
             if first[(e.department, e.event_id)] == i and (e.department, e.event_id) in stored
             else DUPLICATE
             for i, e in enumerate(events)
         ]
+
+    @staticmethod
+    def _insert_sqlite(
+        connection: Connection,
+        agent: str,
+        events: Sequence[CaseEvent],
+        bodies: Sequence[str] | None,
+        order: list[tuple[str, str]],
+        first: dict[tuple[str, str], int],
+        received_at: datetime,
+    ) -> set[tuple[str, str]]:
+        found = connection.exec_driver_sql(_EXISTING_SQLITE, (json.dumps(order),))
+        existing = {(d, e) for d, e in found}
+        received = sqlite_instant(received_at)
+        rows = []
+        for key in order:
+            if key in existing:
+                continue
+            index = first[key]
+            event = events[index]
+            rows.append(
+                (
+                    event.department,
+                    event.event_id,
+                    event.case_id,
+                    event.item,
+                    event.type,
+                    sqlite_instant(event.at),
+                    event.seq,
+                    agent,
+                    received,
+                    bodies[index] if bodies is not None else dumps_line(event),
+                )
+            )
+        if rows:
+            connection.exec_driver_sql(_INSERT_SQLITE, rows)
+        return {(row[0], row[1]) for row in rows}
+
+    @staticmethod
+    def _insert_pg(
+        connection: Connection,
+        agent: str,
+        events: Sequence[CaseEvent],
+        bodies: Sequence[str] | None,
+        order: list[tuple[str, str]],
+        first: dict[tuple[str, str], int],
+        received_at: datetime,
+    ) -> set[tuple[str, str]]:
+        rows = []
+        for key in order:
+            index = first[key]
+            event = events[index]
+            rows.append(
+                {
+                    "d": event.department,
+                    "e": event.event_id,
+                    "c": event.case_id,
+                    "i": event.item,
+                    "t": event.type,
+                    "a": event.at.isoformat(),
+                    "s": event.seq,
+                    "b": bodies[index] if bodies is not None else dumps_line(event),
+                }
+            )
+        columns = (agent, received_at, json.dumps(rows))
+        result = connection.exec_driver_sql(_INSERT_PG, columns)
+        return {(d, e) for d, e in result}
 
     def events_of_case(self, department: str, case_id: str) -> list[CaseEvent]:
         """Every stored event of the case (department, case_id), in the order they arrived.
@@ -160,13 +276,21 @@ class EventStore:
         """Keep every (body, reason) of `rejected` that `agent` sent, in one transaction."""
         if not rejected:
             return
+        with self.engine.begin() as connection:
+            self.quarantine_in(connection, agent, rejected)
+
+    def quarantine_in(
+        self, connection: Connection, agent: str, rejected: Sequence[tuple[str, str]]
+    ) -> None:
+        """`quarantine_many` inside the caller's transaction."""
+        if not rejected:
+            return
         now = self.now()
         rows = [
             {"received_at": now, "agent": agent, "reason": reason, "body": body}
             for body, reason in rejected
         ]
-        with self.engine.begin() as connection:
-            connection.execute(tables.quarantine.insert(), rows)
+        connection.execute(tables.quarantine.insert(), rows)
 
     def quarantined(self, *, limit: int = 100) -> list[Quarantined]:
         """The latest `limit` rejected events, newest first."""

@@ -1,6 +1,7 @@
 """`StreamStore`: what each agent's sources delivered last, and the gaps in their `seq`.
 
     observe(agent, seqs) -> [Gap]   note a batch's sequence numbers per source; new gaps
+    observe_in(connection, ...)     the same inside the caller's transaction
 
 An agent numbers the events of each of its sources 1, 2, 3, ... without gaps
 (`seq`). A source is named by the event's optional ``source`` field ("" when
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store import tables
@@ -63,9 +64,13 @@ class StreamStore:
         self.now = now
         name = engine.dialect.name
         dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        self._touch = dialect_insert(tables.streams).on_conflict_do_nothing(
-            index_elements=[tables.streams.c.agent, tables.streams.c.source]
-        )
+        touch = dialect_insert(tables.streams)
+        # One statement: the stream created if new, its `last_seen_at` set and its row
+        # locked either way, and its `last_seq` as it was returned.
+        self._touch = touch.on_conflict_do_update(
+            index_elements=[tables.streams.c.agent, tables.streams.c.source],
+            set_={"last_seen_at": touch.excluded.last_seen_at},
+        ).returning(tables.streams.c.last_seq)
         # SQLite has one writer at a time; taking it here, before the read, spares a
         # transaction that read first the "database is locked" error when it writes.
         self._lock = threading.Lock() if name == "sqlite" else None
@@ -85,35 +90,40 @@ class StreamStore:
             return self._observe(agent, seqs)
 
     def _observe(self, agent: str, seqs: Mapping[str, Iterable[int]]) -> list[Gap]:
+        with self.engine.begin() as connection:
+            return self.observe_in(connection, agent, seqs)
+
+    def observe_in(
+        self, connection: Connection, agent: str, seqs: Mapping[str, Iterable[int]]
+    ) -> list[Gap]:
+        """`observe` inside the caller's transaction; on SQLite one that already holds the
+        write lock (`server.store.events.write_transaction`)."""
         now = self.now()
         s = tables.streams.c
         found: list[Gap] = []
-        with self.engine.begin() as connection:
-            for source in sorted(seqs):
-                connection.execute(
-                    self._touch,
-                    {"agent": agent, "source": source, "last_seq": None, "last_seen_at": now},
-                )
-                last_seq = connection.execute(
-                    select(s.last_seq).where(s.agent == agent, s.source == source).with_for_update()
-                ).scalar_one()
-                gaps, last = find_gaps(last_seq, seqs[source])
+        for source in sorted(seqs):
+            last_seq = connection.execute(
+                self._touch,
+                {"agent": agent, "source": source, "last_seq": None, "last_seen_at": now},
+            ).scalar_one()
+            gaps, last = find_gaps(last_seq, seqs[source])
+            if last != last_seq:
                 connection.execute(
                     tables.streams.update().where(s.agent == agent, s.source == source),
-                    {"last_seq": last, "last_seen_at": now},
+                    {"last_seq": last},
                 )
-                for expected, got in gaps:
-                    found.append(Gap(agent, source, expected, got, now))
-                    connection.execute(
-                        tables.seq_gaps.insert(),
-                        {
-                            "agent": agent,
-                            "source": source,
-                            "expected_seq": expected,
-                            "got_seq": got,
-                            "detected_at": now,
-                        },
-                    )
+            for expected, got in gaps:
+                found.append(Gap(agent, source, expected, got, now))
+                connection.execute(
+                    tables.seq_gaps.insert(),
+                    {
+                        "agent": agent,
+                        "source": source,
+                        "expected_seq": expected,
+                        "got_seq": got,
+                        "detected_at": now,
+                    },
+                )
         return found
 
     def last_seq(self, agent: str, source: str = "") -> int | None:

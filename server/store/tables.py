@@ -18,6 +18,9 @@
                 cases received, closed (by outcome and timeliness), becoming and
                 ceasing to be overdue, and cards issued; kept by the projector in
                 the transaction that writes `cases` and `cards` (server.dailycounts)
+    projection_queue  the cases whose events were stored and whose row in `cases` is
+                not yet re-derived from them; written in the transaction that stores the
+                events, taken by the projector (`version` counts the batches that marked it)
 
 Every instant is a `UTCDateTime`: stored timezone-aware on PostgreSQL
 (``timestamptz``) and as UTC on SQLite, and always read back as an aware
@@ -53,6 +56,7 @@ __all__ = [
     "cases",
     "events",
     "metadata",
+    "projection_queue",
     "quarantine",
     "seq_gaps",
     "server_state",
@@ -229,4 +233,14 @@ daily_counts = Table(
     Column("item", String(64), primary_key=True),
     Column("day", Date(), primary_key=True, comment="local date in the deployment's zone"),
     *(Column(name, Integer(), nullable=False, server_default="0") for name in DAILY_COUNTS),
+)
+
+projection_queue = Table(
+    "projection_queue",
+    metadata,
+    Column("department", String(64), primary_key=True),
+    Column("case_id", String(128), primary_key=True),
+    Column("version", BigInteger(), nullable=False),
+    Column("marked_at", UTCDateTime(), nullable=False),
+    Index(None, "marked_at"),
 )

@@ -77,7 +77,7 @@ def test_sigkill_at_random_moments_loses_no_event_and_doubles_none(tmp_path: Pat
         kills = 0
         deadline = time.monotonic() + 60 + EVENTS / 200
         try:
-            while writer.is_alive() or (kills < 5 and len(stored_ids(database)) < EVENTS):
+            while writer.is_alive() or kills < 5:  # at least five restarts, whatever the pace
                 agent = AgentProcess(config)
                 try:
                     time.sleep(chance.uniform(0.3, 2.0))

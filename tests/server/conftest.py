@@ -27,7 +27,8 @@ MAINTENANCE_DATABASE = "test"
 
 
 def _others_connected(connection_url: str, database: str) -> int:
-    """How many sessions other than this one are connected to `database`."""
+    """How many client sessions other than this one are connected to `database` (an
+    autovacuum worker visiting the database is no leak)."""
     engine = create_engine(connection_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
@@ -35,6 +36,7 @@ def _others_connected(connection_url: str, database: str) -> int:
                 text(
                     "SELECT count(*) FROM pg_stat_activity"
                     " WHERE datname = :name AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"
                 ),
                 {"name": database},
             ).scalar_one()

@@ -1,4 +1,5 @@
-"""A server killed with SIGKILL during ingest loses nothing it answered 2xx for, and
+"""A server killed with SIGKILL during ingest loses nothing it answered 2xx for,
+the restarted server projects every case whose events were answered, and
 resending every batch afterwards stores each event exactly once."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from serverprocess import ServerProcess, running_server, upgrade
 from sqlalchemy import func, select
 
 from server.store.database import make_engine
-from server.store.tables import events
+from server.store.tables import cases, events
 from server.store.tokens import TokenStore
 
 BATCHES = 50
@@ -40,6 +41,24 @@ def batch(number: int) -> bytes:
 
 def post(client: httpx.Client, number: int) -> httpx.Response:
     return client.post("/api/v1/events", content=batch(number))
+
+
+def caught_up(client: httpx.Client, timeout: float = 60) -> None:
+    """Return once the server reports no case waiting for projection."""
+    deadline = time.monotonic() + timeout
+    while client.get("/api/v1/projection").json()["pending"]:
+        assert time.monotonic() < deadline, f"the projection did not catch up in {timeout} s"
+        time.sleep(0.05)
+
+
+def projected(database_url: str) -> set[str]:
+    """The case_id of every case with a row in `cases`."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(select(cases.c.case_id)).scalars())
+    finally:
+        engine.dispose()
 
 
 def test_sigkill_during_ingest_loses_nothing_answered_and_a_resend_adds_no_duplicate(
@@ -94,12 +113,19 @@ def test_sigkill_during_ingest_loses_nothing_answered_and_a_resend_adds_no_dupli
         running_server(tmp_path, database_url, "second") as again,
         httpx.Client(base_url=again.base_url, headers=headers, timeout=30) as client,
     ):
+        # The cases of the batches answered before the kill were queued with their
+        # events; the restarted server projects them, whatever the kill interrupted.
+        caught_up(client)
+        assert {f"C-{n}-{i}" for n in answered for i in range(PER_BATCH)} <= projected(
+            database_url
+        ), seed
         for number in range(BATCHES):
             response = post(client, number)
             assert response.status_code == 200, response.text
             if number in answered:  # already stored: nothing new
                 assert response.json()["duplicate"] == PER_BATCH, (number, seed)
             assert response.json()["rejected"] == 0
+        caught_up(client)
 
     engine = make_engine(database_url)
     try:
@@ -112,3 +138,6 @@ def test_sigkill_during_ingest_loses_nothing_answered_and_a_resend_adds_no_dupli
     assert rows == len(stored) == len(set(stored)) == BATCHES * PER_BATCH, seed
     assert set(stored) == everything, seed
     assert acknowledged <= set(stored), seed
+    assert projected(database_url) == {
+        f"C-{n}-{i}" for n in range(BATCHES) for i in range(PER_BATCH)
+    }

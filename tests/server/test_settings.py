@@ -147,6 +147,10 @@ def test_run_serves_ingest_and_stops_on_sigterm(tmp_path: Path) -> None:
         )
         assert response.status_code == 200
         assert response.json()["accepted"] == 1
+        # The case is projected after the answer: wait until nothing is queued.
+        while httpx.get(f"{base}/api/v1/projection", timeout=5).json()["pending"]:
+            assert time.monotonic() < deadline + 30, "the projection did not catch up in 30 s"
+            time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

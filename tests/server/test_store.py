@@ -25,6 +25,7 @@ from server.store import tables
 from server.store.database import make_engine
 from server.store.events import EventStore
 from server.store.migrate import check_current, current_revision, head_revision, upgrade_engine
+from server.store.queue import ProjectionQueue
 from server.store.tokens import Grant, TokenStore
 
 CST = timezone(timedelta(hours=8))
@@ -119,26 +120,28 @@ class InjectedCrashError(Exception):
 def test_a_batch_that_fails_half_way_stores_nothing(migrated: Engine) -> None:
     store = EventStore(migrated, now=fixed_now)
     store.add_batch("agent-1", [event(f"e{i}") for i in range(10)])
-    big = [event(f"e{i}") for i in range(5000)]  # written as several INSERT statements
-    inserts = 0
+    big = [event(f"e{i}", case_id=f"C{i}") for i in range(5000)]
+    statements: list[str] = []
 
-    def crash_on_the_second_insert(*args: Any) -> None:
-        nonlocal inserts
-        if args[2].startswith("INSERT INTO events"):
-            inserts += 1
-            if inserts == 2:
-                raise InjectedCrashError
+    def crash_after_the_events_are_written(*args: Any) -> None:
+        statements.append(args[2].split("(")[0].strip())
+        if args[2].startswith("INSERT INTO projection_queue"):
+            raise InjectedCrashError
 
-    sqlalchemy_event.listen(migrated, "before_cursor_execute", crash_on_the_second_insert)
+    sqlalchemy_event.listen(migrated, "before_cursor_execute", crash_after_the_events_are_written)
     try:
         with pytest.raises(InjectedCrashError):
             store.add_batch("agent-1", big)
     finally:
-        sqlalchemy_event.remove(migrated, "before_cursor_execute", crash_on_the_second_insert)
-    assert inserts == 2
+        sqlalchemy_event.remove(
+            migrated, "before_cursor_execute", crash_after_the_events_are_written
+        )
+    assert "INSERT INTO events" in statements  # the crash came after the events were sent
     assert store.count() == 10
+    assert ProjectionQueue(migrated).pending() == 1  # the first batch's one case only
     assert store.add_batch("agent-1", big) == ["duplicate"] * 10 + ["accepted"] * 4990
     assert store.count() == 5000
+    assert ProjectionQueue(migrated).pending() == 1 + 4990
 
 
 def test_the_first_stored_event_is_kept(migrated: Engine) -> None:
