@@ -214,13 +214,30 @@ def city() -> dict[str, Any]:
             8,
         ),
         (
-            text(
-                "Ranking",
-                "Scores and ranks by category will appear here once the server "
-                "exports them (the scoring feed is not in the metrics yet).",
+            panel(
+                "bargauge",
+                "Score this year, government departments (ranked)",
+                target(
+                    'sort_desc(max by (department) (esup_score_points{category="government"}))',
+                    "{{department}}",
+                    instant=True,
+                ),
             ),
-            24,
-            3,
+            12,
+            10,
+        ),
+        (
+            panel(
+                "table",
+                "Rank within category, this year",
+                target(
+                    "sort(max by (category, department) (esup_score_rank))",
+                    "{{category}} {{department}}",
+                    instant=True,
+                ),
+            ),
+            12,
+            10,
         ),
     ]
     return dashboard("esup-city", "esup · city overview", panels, [])

@@ -34,7 +34,9 @@ from server.metrics import (
     metrics_registry,
     metrics_router,
 )
+from server.metrics.scores import YearScores
 from server.scores.rules import ScoreRules, rules_for
+from server.scores.service import ScoreService
 from server.settings import ServerSettings
 from server.store.database import make_engine
 from server.store.tokens import TokenStore
@@ -131,6 +133,13 @@ def create_app(
     request_metrics = RequestMetrics(registry)
     rules = rules_for(settings.config_dir) if score_rules is None else score_rules
     app.include_router(scores_router(db, deployment, rules, now, listen=config.listen))
+    # /metrics shows the running year's scores and ranks too, recomputed every minute.
+    scoring = ScoreService(db, deployment, rules, now=now)
+    config.listen(lambda _old, new: scoring.reconfigure(new.deployment))
+    collector.scores = YearScores(
+        lambda period: scoring.scores(period, evidence=False),
+        lambda: now().astimezone(config().deployment.settings.zone).date(),
+    )
 
     @app.middleware("http")
     async def log_request(

@@ -87,7 +87,7 @@ def scores_router(
     departments = {d.code for d in deployment.departments}
 
     def reconfigure(_old: Any, new: Any) -> None:
-        service.deployment = new.deployment
+        service.reconfigure(new.deployment)
         departments.clear()
         departments.update(d.code for d in new.deployment.departments)
 

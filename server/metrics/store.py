@@ -34,6 +34,8 @@ from casework.casestate import LEVELS
 from casework.config import Deployment
 from casework.wire import WireEvent
 from server.figures import Figures, figures_by_department
+from server.metrics.scores import score_families
+from server.scores.results import Scores
 from server.store import tables
 
 __all__ = [
@@ -380,6 +382,8 @@ class StoreCollector:
         self.working_hours = working_hours
         self.monotonic = monotonic
         self.background = background
+        #: The running year's scores (`server.metrics.scores.YearScores`), when served.
+        self.scores: Callable[[], Scores] | None = None
         self._calendar: WorkCalendar | None = None  # built at the first read: it takes a while
         self.failures = 0
         self._lock = threading.Lock()
@@ -408,6 +412,8 @@ class StoreCollector:
             families = snapshot_families(
                 self.engine, self.deployment, self.now(), self.working_hours, self.calendar()
             )
+            if self.scores is not None:
+                families += score_families(self.scores())
             rendered = generate_latest(_registry_of(families))
         except Exception:
             self.failures += 1

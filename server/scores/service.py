@@ -84,6 +84,11 @@ class ScoreService:
         self.now = now
         self.units = tuple(Unit(d.code, d.name, d.category) for d in deployment.departments)
 
+    def reconfigure(self, deployment: Deployment) -> None:
+        """Score `deployment`'s departments from now on (a reloaded config/)."""
+        self.deployment = deployment
+        self.units = tuple(Unit(d.code, d.name, d.category) for d in deployment.departments)
+
     # -- reading the inputs ------------------------------------------------------------------
 
     def inputs(

@@ -249,3 +249,22 @@ def test_a_scrape_during_the_warm_up_read_waits_for_it(
 
     assert found[("esup_ingest_events_total", (("outcome", "accepted"),))] == 11
     assert collector.failures == 0
+
+
+def test_scores_and_ranks_are_the_scoring_feeds(seeded: TestClient) -> None:
+    """The running year's score, rank and rating of every department, as the feed says."""
+    found = samples(seeded.get("/metrics").text)
+    feed = seeded.get("/api/v1/scores", params={"period": str(NOW.year), "evidence": "false"})
+    assert feed.status_code == 200, feed.text
+    departments = feed.json()["departments"]
+    assert len(departments) == len(deployment().departments)
+    for d in departments:
+        labels = (("category", d["category"]), ("department", d["department"]))
+        assert found[("esup_score_points", labels)] == pytest.approx(d["final"])
+        assert found[("esup_score_rank", labels)] == d["rank"]
+        rating = (("department", d["department"]), ("rating", d["rating"]))
+        assert found[("esup_score_rating", rating)] == 1
+        assert found[("esup_score_vetoed", (("department", d["department"]),))] == d["vetoed"]
+    # A department with cards ranks by its deductions: its score is below a clean one's.
+    by_code = {d["department"]: d for d in departments}
+    assert by_code["fgw"]["final"] < by_code["kjj"]["final"]
