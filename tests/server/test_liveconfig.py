@@ -100,10 +100,11 @@ def test_a_reloaded_limit_recomputes_the_open_cases(migrated: Engine, tmp_path: 
 
 
 def case_of(server_url: str) -> dict[str, object]:
+    """The case's stored state; empty until the projection has derived it."""
     answer = httpx.get(f"{server_url}/api/v1/cases/zrzy/O1", timeout=5)
     assert answer.status_code == 200, answer.text
-    state: dict[str, object] = answer.json()["state"]
-    return state
+    state: dict[str, object] | None = answer.json()["state"]
+    return state or {}
 
 
 @pytest.mark.parametrize("how", ["watched", "sighup"])
