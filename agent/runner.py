@@ -68,7 +68,7 @@ class Agent:
 
     `transport` replaces the HTTP transport (tests); `sinks` hear every batch
     put into the outbox; `deployment` is the catalog and calendar
-    (`agent.deployment.load_deployment`).
+    (agent.service loads it from the catalog cache).
     """
 
     def __init__(
