@@ -45,7 +45,7 @@ import httpx
 from agent import openstore
 from agent.catalogcache import CatalogCache, CatalogError
 from agent.config import AgentConfig
-from agent.delivery import make_client
+from agent.delivery import make_client, tls_context
 from agent.httpserver import AgentHttpServer
 from agent.liveclocks import LiveClocks, connect_state, record_events
 from agent.metrics import AgentCollector, agent_registry
@@ -53,6 +53,7 @@ from agent.notify import Notifier
 from agent.runner import Agent
 from agent.selfmonitor import SelfMonitor
 from casework.calendar import WorkCalendar
+from casework.clock import Clock
 from casework.config import CalendarConfig, Deployment
 from casework.errors import ConfigError, ConfigErrors
 from casework.events import CaseEvent
@@ -177,18 +178,23 @@ class AgentService:
         else:
             self._check(deployment)
         self._now = now
-        self.notifier = Notifier(config.notify, connect, now=now)
+        self.notifier = Notifier(
+            config.notify,
+            connect,
+            client=httpx.Client(timeout=config.notify.timeout_seconds, verify=tls_context()),
+            now=now,
+        )
         self.sink = ClocksSink()
+        self._calendar: WorkCalendar | None = None
         if deployment is not None:
             self.sink.clocks = self._make_clocks(deployment)
         self.agent = Agent(
             config, transport=transport, clock=now, sinks=[self.sink], deployment=deployment
         )
-        calendar = deployment.calendar if deployment is not None else CalendarConfig()
         self.monitor = SelfMonitor(
             config.monitor,
             config.state_dir,
-            WorkCalendar.from_config(calendar),
+            self._calendar or WorkCalendar.from_config(CalendarConfig()),
             deployment.settings.zone if deployment is not None else "Asia/Shanghai",
             now=now,
         )
@@ -214,10 +220,15 @@ class AgentService:
         logger.info("catalog from %s: %d item(s)", self.catalog.origin, len(deployment.items))
 
     def _make_clocks(self, deployment: Deployment) -> LiveClocks:
+        """The live clocks; their working-day calendar is the self-monitor's too (built
+        once: a hundred years of days)."""
+        clock = Clock.for_deployment(deployment)
+        self._calendar = clock.calendar
         return LiveClocks(
             deployment,
             self._connect,
             settings=self.config.clocks,
+            clock=clock,
             now=self._now,
             notices=self.notifier,
         )
@@ -256,7 +267,8 @@ class AgentService:
         clocks = self._make_clocks(deployment)
         clocks.start()
         self.sink.clocks = clocks
-        self.monitor.calendar = WorkCalendar.from_config(deployment.calendar)
+        assert self._calendar is not None
+        self.monitor.calendar = self._calendar
         self.monitor.tz = deployment.settings.zone
         return True
 
@@ -277,8 +289,9 @@ class AgentService:
                 continue
             logger.info("the catalog changed: every open case is evaluated again")
             assert self.clocks is not None
-            self.clocks.set_deployment(deployment)
-            self.monitor.calendar = WorkCalendar.from_config(deployment.calendar)
+            clock = Clock.for_deployment(deployment)
+            self.clocks.set_deployment(deployment, clock)
+            self.monitor.calendar = clock.calendar
 
     def _stop_clocks(self) -> None:
         if self.clocks is not None:
