@@ -265,8 +265,8 @@ class AgentService:
             logger.warning("still no catalog: %s", exc)
             return False
         clocks = self._make_clocks(deployment)
+        self.sink.clocks = clocks  # first: a batch committed from now on wakes them
         clocks.start()
-        self.sink.clocks = clocks
         assert self._calendar is not None
         self.monitor.calendar = self._calendar
         self.monitor.tz = deployment.settings.zone
