@@ -97,4 +97,11 @@ def test_without_a_catalog_the_core_runs_and_the_clocks_start_when_it_arrives(
         runner.join(timeout=30)
     assert not runner.is_alive()
     names = {t.name for t in threading.enumerate()}
-    assert not names & {"esup-liveclocks", "catalog-refresh", "delivery", "source-drop"}
+    assert not names & {
+        "esup-liveclocks",
+        "esup-notify",
+        "catalog-refresh",
+        "delivery",
+        "source-drop",
+        "esup-agent-http",
+    }
