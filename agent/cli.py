@@ -28,9 +28,8 @@ from types import FrameType
 from typing import IO, Final
 
 from agent.config import AgentConfig, load_agent_config
-from agent.deployment import load_deployment
 from agent.outbox import Outbox
-from agent.status import StatusSection, collect_status, render_status
+from agent.status import OpenCasesSection, StatusSection, collect_status, render_status
 from casework.errors import ConfigErrors
 
 __all__ = ["build_parser", "main"]
@@ -76,18 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(config: AgentConfig, err: IO[str]) -> int:
-    from agent.runner import Agent
+    from agent.catalogcache import CatalogError
+    from agent.service import AgentService
 
-    deployment = load_deployment(config)
-    agent = Agent(config, deployment=deployment)
+    try:
+        service = AgentService(config)
+    except CatalogError as exc:
+        print(f"esup-agent: {exc}", file=err)
+        return EXIT_FAILED
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         logging.getLogger(__name__).info("signal %d: stopping", signum)
-        agent.stop()
+        service.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    agent.run()
+    service.run()
     return 0
 
 
@@ -96,9 +99,12 @@ def main(
     *,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
-    sections: Sequence[StatusSection] = (),
+    sections: Sequence[StatusSection] | None = None,
 ) -> int:
-    """Run one command; its exit status. `sections` add to `status` (open cases by level)."""
+    """Run one command; its exit status. `sections` are the further parts of `status`
+    (by default: open cases by level)."""
+    if sections is None:
+        sections = (OpenCasesSection(),)
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)

@@ -4,7 +4,8 @@
 
 config/agent.yaml is a documented example and docs/agent.md the reference of
 every key. Relative paths (state_dir, config_dir, token_file, ca_file, a
-drop folder's path) are taken relative to the folder that holds the file.
+drop folder's path, catalog.cache_file, monitor.workflow_pidfile) are taken
+relative to the folder that holds the file.
 Problems are reported all at once as `ConfigErrors`, each naming the file,
 the key and the offending value.
 """
@@ -25,12 +26,18 @@ from pydantic import (
     model_validator,
 )
 
+from agent.catalogcache import CatalogSettings
+from agent.httpserver import HttpSettings
+from agent.liveclocks import LiveClockSettings
+from agent.notify import NotifySettings
+from agent.selfmonitor import MonitorSettings
 from casework.configfiles import config_errors, read_yaml
 from casework.errors import ConfigError, ConfigErrors
 
 __all__ = [
     "EVENT_FIELDS",
     "AgentConfig",
+    "CatalogSection",
     "CsvMapping",
     "DeliveryConfig",
     "DropFolderConfig",
@@ -165,6 +172,16 @@ class ExchangeDbConfig(_Model):
 SourceConfig = Annotated[DropFolderConfig | ExchangeDbConfig, Field(discriminator="kind")]
 
 
+class CatalogSection(_Model):
+    """How the catalog and calendar are kept: fetched from `server` (its URL, token and
+    TLS settings) unless `config_dir` names a local directory, and cached in
+    `cache_file` (default `state_dir/catalog.json`) for when the server is away."""
+
+    cache_file: Path | None = None
+    timeout_seconds: Seconds = 10.0
+    refresh_seconds: Seconds = 3600.0
+
+
 class AgentConfig(_Model):
     """The whole agent configuration; see docs/agent.md.
 
@@ -182,6 +199,11 @@ class AgentConfig(_Model):
     outbox_cap_bytes: Annotated[int, Strict(), Field(ge=1024)] = 512 * 1024 * 1024
     delivery: DeliveryConfig = DeliveryConfig()
     sources: tuple[SourceConfig, ...]
+    catalog: CatalogSection = CatalogSection()
+    clocks: LiveClockSettings = LiveClockSettings()
+    notify: NotifySettings = NotifySettings()
+    monitor: MonitorSettings = MonitorSettings()
+    http: HttpSettings = HttpSettings()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> AgentConfig:
@@ -197,6 +219,19 @@ class AgentConfig(_Model):
     def state_db(self) -> Path:
         """The state database: outbox, offsets, checkpoints, dead letters."""
         return self.state_dir / "agent.db"
+
+    def catalog_settings(self) -> CatalogSettings:
+        """Where agent.catalogcache finds the deployment: `config_dir` when set, else the
+        server (with this agent's token and CA file), cached in `catalog.cache_file`."""
+        cache_file = self.catalog.cache_file or self.state_dir / "catalog.json"
+        common = {
+            "cache_file": cache_file,
+            "timeout_seconds": self.catalog.timeout_seconds,
+            "refresh_seconds": self.catalog.refresh_seconds,
+        }
+        if self.config_dir is not None:
+            return CatalogSettings(config_dir=self.config_dir, **common)
+        return CatalogSettings(server_url=self.server.url, ca_file=self.server.ca_file, **common)
 
     def token(self) -> str:
         """The bearer token, read from `server.token_file` when that is given."""
@@ -225,9 +260,17 @@ def _with_paths(config: AgentConfig, base: Path) -> AgentConfig:
         else s
         for s in config.sources
     )
+    catalog = config.catalog.model_copy(
+        update={"cache_file": _resolve(base, config.catalog.cache_file)}
+    )
+    monitor = config.monitor.model_copy(
+        update={"workflow_pidfile": _resolve(base, config.monitor.workflow_pidfile)}
+    )
     return config.model_copy(
         update={
             "server": server,
+            "catalog": catalog,
+            "monitor": monitor,
             "state_dir": _resolve(base, config.state_dir),
             "config_dir": _resolve(base, config.config_dir),
             "sources": sources,

@@ -53,6 +53,7 @@ __all__ = [
     "LiveClockSettings",
     "LiveClocks",
     "connect_state",
+    "record_events",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,14 +148,7 @@ class LiveClocks:
         Workflow steps are left out: they never move a clock, and they are most
         of a workflow system's events.
         """
-        timed = [e for e in events if e.type != "step"]
-        if not timed:
-            return
-        openstore.add_events(
-            conn, [(e.department, e.case_id, e.event_id, openstore.encode(e)) for e in timed]
-        )
-        cases = {(e.department, e.case_id): e.item for e in timed}
-        openstore.mark_due(conn, [(d, c, item) for (d, c), item in cases.items()])
+        record_events(conn, events)
 
     def committed(self, events: Sequence[CaseEvent]) -> None:
         """The batch is committed: evaluate its cases now."""
@@ -404,6 +398,20 @@ class LiveClocks:
         """Cases met with an item the catalog does not know, by department."""
         with self._lock:
             return dict(self._unknown)
+
+
+def record_events(conn: sqlite3.Connection, events: Sequence[CaseEvent]) -> None:
+    """`LiveClocks.record` without a running clock: store the events and mark their
+    cases due, so that the clocks evaluate them when they start (the agent's core
+    may run before it has a catalog). The tables must exist (`openstore.create_tables`)."""
+    timed = [e for e in events if e.type != "step"]
+    if not timed:
+        return
+    openstore.add_events(
+        conn, [(e.department, e.case_id, e.event_id, openstore.encode(e)) for e in timed]
+    )
+    cases = {(e.department, e.case_id): e.item for e in timed}
+    openstore.mark_due(conn, [(d, c, item) for (d, c), item in cases.items()])
 
 
 def _summary(department: str, case_id: str, item: str, level: str, state: CaseClock) -> str:

@@ -1,7 +1,10 @@
 """The running agent: sources, outbox and delivery wired together, each in its thread.
 
     Agent(config, transport=..., clock=..., sinks=..., deployment=...)
-      run()       until `stop()`; then stop the sources, flush within a bound, close
+      run()       start(), then wait()
+      start()     the source threads and the delivery thread
+      wait()      until `stop()`; then stop the sources, flush within a bound, close
+      threads_alive()  each thread's name and whether it runs
       stop()      safe from a signal handler
       outbox, sources, delivery    the read-only views the metrics read
 
@@ -65,7 +68,7 @@ class Agent:
 
     `transport` replaces the HTTP transport (tests); `sinks` hear every batch
     put into the outbox; `deployment` is the catalog and calendar
-    (`agent.deployment.load_deployment`).
+    (agent.service loads it from the catalog cache).
     """
 
     def __init__(
@@ -96,6 +99,8 @@ class Agent:
         self._stop = threading.Event()
         self._sources_done = threading.Event()
         self._wakes = [threading.Event() for _ in self.sources]
+        self._threads: list[threading.Thread] = []
+        self._sender: threading.Thread | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = open_state_db(self.config.state_db)
@@ -161,8 +166,8 @@ class Agent:
             else:
                 arrived.wait(wait)
 
-    def run(self) -> None:
-        """Run until `stop()`; returns when the sources ended and delivery flushed or timed out."""
+    def start(self) -> None:
+        """Start the source threads and the delivery thread."""
         logger.info(
             "agent %s: %d source(s), %d event(s) waiting in the outbox, %d dead letter(s)",
             self.config.name,
@@ -170,25 +175,34 @@ class Agent:
             self.outbox.depth(),
             self.outbox.dead_letters(),
         )
-        threads = [
+        self._threads = [
             threading.Thread(
                 target=self._source_loop, args=(s, w), name=f"source-{s.name}", daemon=True
             )
             for s, w in zip(self.sources, self._wakes, strict=True)
         ]
-        sender = threading.Thread(target=self._delivery_loop, name="delivery", daemon=True)
-        for thread in threads:
+        self._sender = threading.Thread(target=self._delivery_loop, name="delivery", daemon=True)
+        for thread in self._threads:
             thread.start()
-        sender.start()
+        self._sender.start()
+
+    def threads_alive(self) -> dict[str, bool]:
+        """Each thread's name and whether it runs (for the agent's /healthz)."""
+        threads = [*self._threads, *([self._sender] if self._sender is not None else [])]
+        return {thread.name: thread.is_alive() for thread in threads}
+
+    def wait(self) -> None:
+        """Block until `stop()`; then stop the sources, flush within the bound and close."""
         try:
             while not self._stop.wait(1.0):
                 pass
         finally:
             self.stop()
-            for thread in threads:
+            for thread in self._threads:
                 thread.join()
             self._sources_done.set()
-            sender.join()
+            if self._sender is not None:
+                self._sender.join()
             left = self.outbox.depth()
             logger.info(
                 "agent %s stopped; %d event(s) left in the outbox for the next start",
@@ -196,6 +210,11 @@ class Agent:
                 left,
             )
             self.close()
+
+    def run(self) -> None:
+        """Run until `stop()`; returns when the sources ended and delivery flushed or timed out."""
+        self.start()
+        self.wait()
 
     def close(self) -> None:
         self.client.close()

@@ -30,10 +30,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA", "open_state_db", "transaction"]
+__all__ = ["BUSY_TIMEOUT_MS", "CACHE_KIB", "SCHEMA", "open_state_db", "transaction"]
 
 #: How long a connection waits for another writer, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 60_000
+#: SQLite's page cache per connection, in KiB (its default is 2 MiB). The agent holds a
+#: connection per thread and each reads little at a time (the outbox's newest rows, a
+#: batch to send); a bounded cache keeps their sum small (docs/benchmarks.md).
+CACHE_KIB: Final = 512
 
 #: The core tables. Sizes are in bytes, instants in unix seconds (UTC).
 SCHEMA: Final = """
@@ -93,6 +97,7 @@ def open_state_db(path: Path) -> sqlite3.Connection:
         conn.close()
         raise OSError(f"{path}: SQLite refused write-ahead logging (journal_mode is {mode})")
     conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     with transaction(conn):
         for statement in SCHEMA.split(";"):
             if statement.strip():

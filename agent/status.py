@@ -21,7 +21,10 @@ from typing import Any, Protocol
 
 from agent.config import AgentConfig, DropFolderConfig
 
-__all__ = ["StatusSection", "collect_status", "render_status"]
+__all__ = ["OpenCasesSection", "StatusSection", "collect_status", "render_status"]
+
+#: The order levels are shown in (any other level follows, by name).
+LEVELS = ("red", "yellow", "warning", "normal", "suspended", "pending", "unknown_item", "invalid")
 
 
 class StatusSection(Protocol):
@@ -30,6 +33,43 @@ class StatusSection(Protocol):
     title: str
 
     def collect(self, conn: sqlite3.Connection) -> dict[str, Any]: ...
+
+
+class OpenCasesSection:
+    """Open cases by level (and by department), and flags raised, from the live clocks'
+    tables; empty before the clocks' first start."""
+
+    title = "open cases"
+
+    def collect(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        (present,) = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('clock_cases', 'clock_counts')"
+        ).fetchone()
+        if present < 2:
+            return {"total": 0, "by_level": {}, "by_department": {}, "flags_raised": {}}
+        from agent import openstore  # only when the clocks have run
+
+        by_level: dict[str, int] = {}
+        by_department: dict[str, dict[str, int]] = {}
+        for (department, level), n in sorted(openstore.level_counts(conn).items()):
+            by_level[level] = by_level.get(level, 0) + n
+            by_department.setdefault(department, {})[level] = n
+        flags: dict[str, int] = {}
+        for (_, level), n in openstore.counts(conn, "flags").items():
+            flags[level] = flags.get(level, 0) + n
+        (waiting,) = conn.execute("SELECT count(*) FROM clock_cases WHERE level = ''").fetchone()
+        return {
+            "total": sum(by_level.values()) + waiting,
+            "by_level": _ordered(by_level),
+            "by_department": {d: _ordered(v) for d, v in by_department.items()},
+            "flags_raised": _ordered(flags),
+            "not_yet_evaluated": waiting,
+        }
+
+
+def _ordered(counts: dict[str, int]) -> dict[str, int]:
+    rank = {level: i for i, level in enumerate(LEVELS)}
+    return dict(sorted(counts.items(), key=lambda kv: (rank.get(kv[0], len(LEVELS)), kv[0])))
 
 
 def _instant(seconds: float | None) -> str | None:
@@ -117,5 +157,17 @@ def render_status(report: dict[str, Any]) -> str:
             continue
         lines.append(f"{title}:")
         for key, value in body.items():
+            if isinstance(value, dict):
+                value = _render_mapping(value)
             lines.append(f"  {key}: {value}")
     return "\n".join(lines)
+
+
+def _render_mapping(value: dict[str, Any]) -> str:
+    """`red 1, yellow 2`; nested mappings in brackets; `none` when empty."""
+    if not value:
+        return "none"
+    return ", ".join(
+        f"{k} [{_render_mapping(v)}]" if isinstance(v, dict) else f"{k} {v}"
+        for k, v in value.items()
+    )

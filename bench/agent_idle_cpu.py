@@ -54,7 +54,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="esup-bench-agent-") as scratch:
         state = args.state or Path(scratch)
-        if not (state / "state.db").exists():
+        if not (state / "agent.db").exists():
             console.print(f"building {args.cases:,} open cases ...")
             build_state(state, args.cases, args.seed)
         exporter, exporter_port = start_node_exporter()

@@ -2,18 +2,21 @@
 prometheus-node-exporter measured in the same run.
 
 Builds a state database of N open cases of the reference city (config/) through
-the live clocks' event sink in a child process, then starts a second child that
-imports what a running agent imports (the agent's modules, casework, httpx,
-watchdog, prometheus_client, pydantic, psutil, PyYAML), opens the live clocks on
-that state as after a restart, and runs their thread, the notifier and the
-/metrics server. Beside it runs `prometheus-node-exporter` on a free port.
-Both are scraped `--scrapes` times, then their resident set sizes (RSS) are
-read from /proc and printed with the ratio, split into anonymous memory (heap)
-and file-backed pages (shared libraries, the executable), and the agent's
-memory step by step (what each import or part added).
+the live clocks' event sink in a child process, then starts the real agent on
+it, `esup-agent run --config FILE` (every supervised department, the catalog
+from config/, a drop folder, /metrics on a free port; its server is not there,
+and nothing waits to be delivered), and waits until its /metrics serves the N
+open cases. Beside it runs `prometheus-node-exporter` on a free port. Both are
+scraped `--scrapes` times, then their resident set sizes (RSS) are read from
+/proc and printed with the ratio, split into anonymous memory (heap) and
+file-backed pages (shared libraries, the executable).
+
+Where the memory goes: afterwards an agent-like process (bench/agentprocess.py
+`run`) imports the same libraries one at a time and opens the same state,
+printing what each step added (`--no-steps` leaves it out).
 
     python bench/agent_memory.py [--cases N] [--seed S] [--scrapes K]
-                                 [--state DIR] [--strict]
+                                 [--state DIR] [--strict] [--no-steps]
 
 Exit status: 2 when the agent does not track the N cases, 1 when the target
 is missed and ``--strict`` is given, else 0. See docs/benchmarks.md, "Agent
@@ -26,14 +29,17 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from agentprocess import (
     build_state,
+    open_cases_served,
     rss_of,
     rss_parts_of,
     scrape,
     start_agent,
     start_node_exporter,
+    start_real_agent,
     stop_agent,
     stop_process,
 )
@@ -55,12 +61,13 @@ def main() -> int:
     parser.add_argument("--scrapes", type=positive_int, default=3)
     parser.add_argument("--state", type=Path, help="a folder holding a built state to reuse")
     parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--no-steps", action="store_true", help="skip the step-by-step process")
     args = parser.parse_args()
     console = Console()
 
     with tempfile.TemporaryDirectory(prefix="esup-bench-agent-") as scratch:
         state = args.state or Path(scratch)
-        if not (state / "state.db").exists():
+        if not (state / "agent.db").exists():
             console.print(f"building {args.cases:,} open cases ...")
             built = build_state(state, args.cases, args.seed)
             console.print(
@@ -71,10 +78,11 @@ def main() -> int:
                 f" the building process peaked near {mb(built['rss_bytes'])}"
             )
         exporter, exporter_port = start_node_exporter()
-        agent, report = start_agent(state)
+        agent, agent_port = start_real_agent(state, args.cases)
         try:
+            served = open_cases_served(agent_port)
             for _ in range(args.scrapes):
-                agent_bytes = scrape(report["port"])
+                agent_bytes = scrape(agent_port)
                 exporter_bytes = scrape(exporter_port)
             agent_rss = rss_of(agent.pid)
             exporter_rss = rss_of(exporter.pid)
@@ -83,30 +91,34 @@ def main() -> int:
         finally:
             stop_agent(agent)
             stop_process(exporter)
+        report: dict[str, Any] = {"steps": []}
+        if not args.no_steps:
+            emulated, report = start_agent(state)
+            stop_agent(emulated)
 
-    if report["open_cases"] < args.cases and not args.state:
-        console.print(f"the agent tracks {report['open_cases']:,} cases, not {args.cases:,}")
+    if served < args.cases and not args.state:
+        console.print(f"the agent serves {served:,} open cases, not {args.cases:,}")
         return 2
 
-    steps = Table(title="agent process, resident memory step by step")
-    steps.add_column("step")
-    steps.add_column("RSS", justify="right")
-    steps.add_column("added", justify="right")
-    before = 0
-    for name, rss in report["steps"]:
-        steps.add_row(name, mb(rss), mb(rss - before) if before else "")
-        before = rss
-    steps.add_row(f"after {args.scrapes} scrapes", mb(agent_rss), mb(agent_rss - before))
-    console.print(steps)
+    if report["steps"]:
+        steps = Table(title="an agent-like process, resident memory step by step")
+        steps.add_column("step")
+        steps.add_column("RSS", justify="right")
+        steps.add_column("added", justify="right")
+        before = 0
+        for name, rss in report["steps"]:
+            steps.add_row(name, mb(rss), mb(rss - before) if before else "")
+            before = rss
+        console.print(steps)
 
-    table = Table(title=f"resident memory, {report['open_cases']:,} open cases tracked")
+    table = Table(title=f"resident memory, {served:,} open cases tracked")
     table.add_column("process")
     table.add_column("RSS", justify="right")
     table.add_column("anonymous", justify="right")
     table.add_column("file-backed", justify="right")
     table.add_column("/metrics body", justify="right")
     for name, rss, parts, body in (
-        ("esup agent", agent_rss, agent_parts, agent_bytes),
+        ("esup-agent run", agent_rss, agent_parts, agent_bytes),
         ("prometheus-node-exporter (baseline)", exporter_rss, exporter_parts, exporter_bytes),
     ):
         table.add_row(name, mb(rss), mb(parts["RssAnon"]), mb(parts["RssFile"]), f"{body:,} B")

@@ -4,7 +4,7 @@ Debian's prometheus-node-exporter as the baseline beside it.
 Run as a script it is that process (the benchmarks start it; nobody else needs to):
 
     python bench/agentprocess.py build --state DIR [--cases N] [--seed S]
-        fills DIR/state.db with N open cases of the reference city through the
+        fills DIR/agent.db with N open cases of the reference city through the
         live clocks' event sink, evaluates them all, drains the notices, prints
         one JSON line and exits;
     python bench/agentprocess.py run --state DIR
@@ -57,7 +57,7 @@ def build(state: Path, cases: int, seed: int) -> dict[str, Any]:
         for d in deployment.supervised_departments()
     ]
     catalog = [(d, items) for d, items in catalog if items]
-    path = state / "state.db"
+    path = state / "agent.db"
     clocks = LiveClocks(deployment, lambda: connect_state(path))
     now = datetime.now(tz)
     started = time.perf_counter()
@@ -180,7 +180,7 @@ def run(state: Path) -> None:
     ).load()
     clock_ = clock.Clock.for_deployment(deployment)
     steps.append(("+ deployment and calendar", _rss()))
-    path = state / "state.db"
+    path = state / "agent.db"
     notifier = Notifier(NotifySettings(), lambda: connect_state(path))
     clocks = LiveClocks(deployment, lambda: connect_state(path), clock=clock_, notices=notifier)
     clocks.process_due()
@@ -260,9 +260,84 @@ def start_agent(state: Path) -> tuple[Any, dict[str, Any]]:
     return proc, json.loads(line)
 
 
+def agent_command() -> list[str]:
+    """`esup-agent` as installed beside this interpreter, else the module."""
+    script = Path(sys.executable).parent / "esup-agent"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+
+
+def write_agent_config(state: Path, port: int) -> Path:
+    """A config for a real `esup-agent run` on `state`: every supervised department of
+    the reference city, the catalog from config/, a drop folder, /metrics on `port`,
+    and a server that is not there (nothing is waiting to be delivered anyway)."""
+    sys.path.insert(0, str(ROOT))
+    from casework.configfiles import load_config
+
+    departments = [d.code for d in load_config(CONFIG).supervised_departments()]
+    (state / "drop").mkdir(exist_ok=True)
+    path = state / "bench-agent.yaml"
+    config = {
+        "name": "bench",
+        "departments": departments,
+        "config_dir": str(CONFIG),
+        "server": {"url": f"http://127.0.0.1:{free_port()}", "token": "bench"},
+        "state_dir": str(state),
+        "sources": [{"kind": "dropfolder", "name": "drop", "path": str(state / "drop")}],
+        "http": {"host": "127.0.0.1", "port": port},
+    }
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def open_cases_served(port: int) -> int:
+    """The sum of esup_agent_open_cases on the agent's /metrics."""
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        text = answer.read().decode()
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("esup_agent_open_cases{")
+        )
+    )
+
+
+def start_real_agent(state: Path, cases: int, timeout: float = 300) -> tuple[Any, int]:
+    """`esup-agent run` on `state` (built by `build`); (the Popen, its /metrics port)
+    once it serves all `cases` open cases (or the timeout passed: the caller checks)."""
+    import subprocess
+
+    port = free_port()
+    config = write_agent_config(state, port)
+    log = (state / "bench-agent.log").open("ab")
+    proc = subprocess.Popen(
+        [*agent_command(), "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=state,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if open_cases_served(port) >= cases:
+                return proc, port
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"esup-agent ended before it was ready; see {state}/bench-agent.log")
+        if time.monotonic() > deadline:
+            return proc, port
+        time.sleep(0.2)
+
+
 def stop_agent(proc: Any) -> None:
-    assert proc.stdin is not None
-    proc.stdin.close()
+    """Stop `run` (stdin closed) or `esup-agent run` (SIGTERM)."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    else:
+        proc.terminate()
     try:
         proc.wait(30)
     except Exception:

@@ -57,8 +57,10 @@ def write_config(
     departments: Sequence[str] = ("fgw",),
     delivery: str = "{batch_size: 500, batch_age_seconds: 0.2, max_backoff_seconds: 2}",
     finish_after: float = 0,
+    extra: str = "http: {port: 0}\n",
 ) -> Path:
-    """An agent config in `folder` with one drop folder `folder/drop`."""
+    """An agent config in `folder` with one drop folder `folder/drop`; `extra` is
+    appended (further sections; by default /metrics on a free port)."""
     path = folder / "agent.yaml"
     path.write_text(
         f"name: agent-1\ndepartments: [{', '.join(departments)}]\n"
@@ -66,7 +68,7 @@ def write_config(
         f"state_dir: state\ndelivery: {delivery}\n"
         "sources:\n"
         f"  - {{kind: dropfolder, name: drop, path: drop, rescan_seconds: 1,"
-        f" finish_after_seconds: {finish_after}}}\n",
+        f" finish_after_seconds: {finish_after}}}\n" + extra,
         encoding="utf-8",
     )
     (folder / "drop").mkdir(exist_ok=True)

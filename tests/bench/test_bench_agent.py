@@ -40,3 +40,14 @@ def test_the_built_state_is_tracked_and_served(bench: ModuleType, tmp_path: Path
     finally:
         bench.stop_agent(agent)
     assert agent.returncode == 0
+
+
+def test_the_real_agent_runs_on_the_built_state(bench: ModuleType, tmp_path: Path) -> None:
+    bench.build_state(tmp_path, 200, 7)
+    agent, port = bench.start_real_agent(tmp_path, 200, timeout=60)
+    try:
+        assert bench.open_cases_served(port) == 200
+        assert bench.rss_of(agent.pid) > 0
+    finally:
+        bench.stop_agent(agent)
+    assert agent.returncode == 0

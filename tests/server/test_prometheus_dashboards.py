@@ -6,20 +6,23 @@ also loads config/prometheus/esup-rules.yml. Then every query of every panel
 of config/grafana/dashboards (variables substituted) and of every dashboard
 variable must parse and return data, and every rule must load healthy.
 
-The agent target is the `agent_target` fixture. The agent is not part of this
-tree yet, so for now the fixture serves RECORDED_AGENT_EXPOSITION, a recorded
-exposition using the agent's metric names from docs/metrics.md; replace the
-fixture with a running agent when there is one.
+The agent target is a real `esup-agent run` process (`agent_target`) whose
+catalog comes from that server, with a drop folder holding overdue cases of
+both departments and a line it rejects: its /metrics carries open cases,
+flags, delivered events and a watched workflow process.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
-import threading
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,50 +38,92 @@ from server.store.tokens import TokenStore
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json"))
 RULES = ROOT / "config" / "prometheus" / "esup-rules.yml"
-#: Not a live agent: a recorded exposition with the agent's metric names (see the docstring).
-RECORDED_AGENT_EXPOSITION = Path(__file__).parent / "data" / "recorded_agent_exposition.txt"
+AGENT_DOC = ROOT / "docs" / "agent-monitoring.md"
 VARIABLES = {"$department": "fgw", "$item": "fgw-002"}
 
 
 @pytest.fixture(scope="module")
-def agent_target() -> Iterator[str]:
-    """host:port of an agent's /metrics. For now: RECORDED_AGENT_EXPOSITION, served as is."""
-    body = RECORDED_AGENT_EXPOSITION.read_bytes()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.end_headers()
-            self.wfile.write(body if self.path == "/metrics" else b"")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(scope="module")
-def server_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """host:port of a running esup server whose store holds the observed cases."""
+def observed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A running esup server whose store holds the observed cases: its base URL and a
+    token for the live agent."""
     tmp_path = tmp_path_factory.mktemp("server")
     database = f"sqlite:///{tmp_path / 'esup.db'}"
     with running_server(tmp_path, database, "metrics", metrics_cache_seconds=1) as server:
         engine = make_engine(database)
         try:
-            token = TokenStore(engine).create(AGENT, DEPARTMENTS)
+            tokens = TokenStore(engine)
+            token = tokens.create(AGENT, DEPARTMENTS)
+            agent_token = tokens.create("agent-live", DEPARTMENTS)
         finally:
             engine.dispose()
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             seed(client, token, datetime.now(UTC))
-        yield f"127.0.0.1:{server.port}"
+        yield server.base_url, agent_token
+
+
+@pytest.fixture(scope="module")
+def server_target(observed_server: tuple[str, str]) -> str:
+    """host:port of the running server."""
+    return observed_server[0].removeprefix("http://")
+
+
+def _agent_events(now: datetime) -> str:
+    """Overdue cases of both departments, one fresh case, and one line the agent rejects."""
+    long_ago = (now - timedelta(days=30)).isoformat()
+    recent = (now - timedelta(hours=1)).isoformat()
+    lines = [
+        {"event_id": "live-1", "case_id": "LIVE-R1", "department": "fgw", "item": "fgw-001"}
+        | {"type": "accepted", "at": long_ago, "promised_days": 1, "legal_days": 2},
+        {"event_id": "live-2", "case_id": "LIVE-R2", "department": "jyj", "item": "jyj-001"}
+        | {"type": "accepted", "at": long_ago, "promised_days": 1, "legal_days": 2},
+        {"event_id": "live-3", "case_id": "LIVE-N1", "department": "fgw", "item": "fgw-002"}
+        | {"type": "accepted", "at": recent},
+    ]
+    return "".join(json.dumps(e) + "\n" for e in lines) + '{"event_id": "broken"\n'
+
+
+@pytest.fixture(scope="module")
+def agent_target(
+    tmp_path_factory: pytest.TempPathFactory, observed_server: tuple[str, str]
+) -> Iterator[str]:
+    """host:port of a running `esup-agent run` with open cases, flags and delivered
+    events, its catalog from the observed server."""
+    sys.path.insert(0, str(ROOT / "tests" / "agent"))
+    agentrun = importlib.import_module("agentrun")
+    base_url, token = observed_server
+    folder = tmp_path_factory.mktemp("agent")
+    port = free_port()
+    pidfile = folder / "workflow.pid"
+    pidfile.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    config = agentrun.write_config(
+        folder,
+        base_url,
+        token,
+        departments=list(DEPARTMENTS),
+        extra=f"http: {{port: {port}}}\nmonitor: {{workflow_pidfile: {pidfile}}}\n",
+    )
+    temporary = folder / "drop" / ".export.tmp"
+    temporary.write_text(_agent_events(datetime.now(UTC)), "utf-8")
+    temporary.rename(folder / "drop" / "export.jsonl")
+    agent = agentrun.AgentProcess(config)
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def ready() -> bool:
+        try:
+            text = httpx.get(url, timeout=5).text
+        except httpx.TransportError:
+            return False
+        return (
+            'esup_agent_open_cases{department="jyj",level="red"} 1.0' in text
+            and 'esup_agent_delivered_events_total{outcome="accepted"} 3.0' in text
+        )
+
+    try:
+        wait_for(ready, "the live agent with its cases evaluated and delivered", timeout=60)
+        yield f"127.0.0.1:{port}"
+    finally:
+        agent.stop()
+        agent.close()
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +220,20 @@ def test_the_alerting_rules_load_healthy_in_prometheus(prometheus: str) -> None:
 
     assert len(rules) == 13
     assert {r["health"] for r in rules} == {"ok"}
+
+
+def test_the_live_agent_exposes_exactly_its_documented_series(
+    agent_target: str, require_service: Callable[[str, str], NoReturn]
+) -> None:
+    text = httpx.get(f"http://{agent_target}/metrics", timeout=10).text
+    table = AGENT_DOC.read_text(encoding="utf-8").split("## Metrics", 1)[1]
+    documented = set(re.findall(r"^\| `(esup_agent_[a-z_]+)`", table, re.MULTILINE))
+    exposed = set(re.findall(r"^# TYPE (\S+)", text, re.MULTILINE))
+    assert exposed == documented
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        require_service("promtool", "not on PATH (Debian package prometheus)")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
