@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -92,6 +93,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url, name = request.getfixturevalue("postgres_database")
     try:
         yield url
+        # A server process the test just stopped (and its projection process) may take
+        # a moment to be gone from PostgreSQL's view; a leaked connection stays.
+        deadline = time.monotonic() + 5
+        while _others_connected(url, name) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert _others_connected(url, name) == 0, "a test left a PostgreSQL connection open"
     finally:
         _empty_schema(url)
