@@ -66,9 +66,13 @@ def _binomial(rng: random.Random, n: int, p: float) -> int:
 
 def evaluation_inputs(deployment: Deployment, year: int, seed: int) -> dict[str, list[Any]]:
     """Every input kind's rows for `year`, for all of `deployment`'s departments."""
-    rng = random.Random(f"esup-demo-inputs-{seed}")
     codes = [d.code for d in deployment.departments]
-    quality = {code: min(0.995, max(0.6, rng.gauss(0.9, 0.05))) for code in codes}
+    # A department's quality is its own, the same every year; the rest varies by year.
+    drawn = random.Random(f"esup-demo-quality-{seed}")
+    rng = random.Random(f"esup-demo-inputs-{seed}-{year}")
+    quality = {
+        code: min(0.995, max(0.6, drawn.gauss(0.9, 0.05) + rng.gauss(0, 0.01))) for code in codes
+    }
     rows: dict[str, list[Any]] = {kind: [] for kind in KINDS_IN_ORDER}
     for code in codes:
         q = quality[code]

@@ -40,7 +40,18 @@ _CATEGORY_NAMES: Final = {
     "party_mass": "党群部门",
     "stationed": "驻市单位",
 }
-_FLAG_NAMES: Final = {"admonishment": "诫勉谈话", "leadership_adjustment": "调整领导班子"}
+#: The labels of the scoring feed (docs/scores.md, "The feed").
+_FLAG_NAMES: Final = {
+    "vetoed": "一票否决",
+    "admonishment": "诫勉谈话",
+    "leadership_adjustment": "调整领导班子",
+    "head_personal_apology": "负责人当面道歉",
+    "head_public_apology": "负责人公开道歉",
+    "missing_platforms": "缺六大平台评价",
+    "missing_superior": "缺上级评价",
+    "missing_service_users": "缺服务对象评价",
+}
+_RATINGS: Final = {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}
 
 
 def _get(client: httpx.Client, path: str, **params: str) -> Any:
@@ -103,12 +114,15 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
     per = Table(title="Per department")
-    for column in ("department", "received", "carried over", "completed", "completion",
+    per.add_column("code")
+    per.add_column("department", no_wrap=True, max_width=16, overflow="ellipsis")
+    for column in ("received", "carried over", "completed", "completion",
                    "on time", "late", "open at end", "warnings", "yellow", "red"):  # fmt: skip
-        per.add_column(column, justify="left" if column == "department" else "right")
+        per.add_column(column, justify="right")
     for code, f in figures["departments"].items():
         per.add_row(
-            f"{code} {names.get(code, '')}",
+            code,
+            names.get(code, ""),
             f"{f['received']:,}",
             f"{f['carried_over']:,}",
             f"{f['completed']:,}",
@@ -127,10 +141,12 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         key=lambda kv: (-kv[1]["overdue_at_end"], -kv[1]["late"], kv[0]),
     )[:10]
     worst = Table(title="Most overdue departments (open with a yellow or red card at year end)")
-    for column in ("department", "overdue at end", "late in the year", "red cards"):
-        worst.add_column(column, justify="left" if column == "department" else "right")
+    worst.add_column("code")
+    worst.add_column("department", no_wrap=True)
+    for column in ("overdue at end", "late in the year", "red cards"):
+        worst.add_column(column, justify="right")
     for code, f in overdue:
-        worst.add_row(f"{code} {names.get(code, '')}", f"{f['overdue_at_end']:,}",
+        worst.add_row(code, names.get(code, ""), f"{f['overdue_at_end']:,}",
                       f"{f['late']:,}", f"{f['red_cards']:,}")  # fmt: skip
     console.print(worst)
 
@@ -149,14 +165,16 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         if not ranked:
             continue
         t = Table(title=f"Scores {scores['period']}: {label} ({category}), ranked")
-        for column in ("rank", "department", "final", "rating", "flags"):
-            t.add_column(column, justify="right" if column in ("rank", "final") else "left")
+        for column in ("rank", "code", "department", "final", "growth", "rating", "flags"):
+            t.add_column(column, justify="right" if column in ("rank", "final", "growth")
+                         else "left", no_wrap=column != "flags")  # fmt: skip
         for d in ranked:
             flags = [_FLAG_NAMES.get(flag, flag) for flag in d["flags"]]
-            if d["vetoed"]:
-                flags.insert(0, "一票否决")
-            t.add_row(str(d["rank"]), f"{d['department']} {d['name']}", f"{d['final']:.2f}",
-                      d["rating"], ", ".join(flags))  # fmt: skip
+            if d["vetoed"] and "vetoed" not in d["flags"]:
+                flags.insert(0, _FLAG_NAMES["vetoed"])
+            growth = "—" if d.get("growth_percent") is None else f"{d['growth_percent']:+.2f}%"
+            t.add_row(str(d["rank"]), d["department"], d["name"], f"{d['final']:.2f}", growth,
+                      _RATINGS.get(d["rating"], d["rating"]), "、".join(flags))  # fmt: skip
         console.print(t)
     if scores.get("staff"):
         staff = Table(title="Staff on the complaint ladder (首问/首办责任)")
