@@ -132,6 +132,8 @@ def run(args: argparse.Namespace, *, stdout: IO[str] | None = None) -> int:
         if args.scale <= 0:
             raise DemoError(f"--scale must be above 0 (got {args.scale})")
         deployment = load_config(args.config)
+        # The processes run in folders of their own: every path they get is absolute.
+        args.dir, args.config = args.dir.absolute(), args.config.absolute()
         prepare_dir(args.dir)
         with console.status("Simulating the year…"):
             sim = simulate(deployment, seed=args.seed, shape=YearShape.scaled(args.scale))
@@ -333,7 +335,11 @@ def _post_inputs(
             response = client.post(f"/api/v1/scores/inputs/{kind}", json=rows, headers=headers)
             if response.status_code != 200:
                 raise DemoError(f"posting {kind} answered {response.status_code}: {response.text}")
-            posted[kind] += len(rows)
+            answer = response.json()
+            if answer["rejected"]:
+                raise DemoError(f"the server rejected {answer['rejected']} {kind} rows: "
+                                f"{answer['errors'][:3]}")  # fmt: skip
+            posted[kind] += answer["stored"]
     return posted
 
 
