@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -99,7 +100,7 @@ def prepare_dir(folder: Path) -> None:
         if alive:
             pids = " ".join(map(str, alive))
             raise DemoError(
-                f"the demo kept in {folder} is still running; stop it first: kill {pids}"
+                f"the demo's processes in {folder} are still running; stop them first: kill {pids}"
             )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ def _kept_pids(folder: Path) -> list[int]:
         summary = json.loads((folder / SUMMARY).read_text("utf-8"))
     except (OSError, ValueError):
         return []
-    return [p["pid"] for p in summary.get("processes", []) if summary.get("kept")]
+    return [p["pid"] for p in summary.get("processes", [])]
 
 
 def _alive(pid: int) -> bool:
@@ -143,9 +144,16 @@ def run(args: argparse.Namespace, *, stdout: IO[str] | None = None) -> int:
         return 2
     services: list[Service] = []
     keep = False
+    # The processes run in sessions of their own: whatever ends the demo, it stops them.
+    # SIGTERM and SIGHUP end it as Ctrl-C does (SIGINT too, even if it came in ignored).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
         code, keep = _run(args, console, deployment, sim, services, started)
         return code
+    except KeyboardInterrupt:
+        console.print("[yellow]esup demo: interrupted; stopping what it started[/yellow]")
+        return 130
     except (DemoError, TimeoutError, httpx.HTTPError, OSError) as exc:
         console.print(f"[red]esup demo: {exc}[/red]")
         for service in services:
@@ -157,6 +165,10 @@ def run(args: argparse.Namespace, *, stdout: IO[str] | None = None) -> int:
                 problems = stop_all(services[1:]) + stop_all(services[:1])
             for problem in problems:
                 console.print(f"[yellow]{problem}[/yellow]")
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _run(
@@ -191,6 +203,10 @@ def _run(
                                             folder / "drop" / group))  # fmt: skip
             office_token = office.result()
     timings["start"] = time.monotonic() - started
+    # Written now so the processes can be found should the demo itself be killed;
+    # rewritten whole at the end.
+    _write_summary(folder / SUMMARY, {"format": FORMAT, "complete": False, "kept": False,
+                                      "processes": _processes(services)})  # fmt: skip
 
     def alive() -> None:
         for service in services:
@@ -231,6 +247,7 @@ def _run(
         differences.insert(0, "the year's city-wide rates changed after the server settled")
     report: dict[str, Any] = {
         "format": FORMAT,
+        "complete": True,
         "seed": args.seed,
         "scale": args.scale,
         "year": sim.year,
@@ -253,15 +270,7 @@ def _run(
             "docs": f"{url}/docs",
             "metrics": f"{url}/metrics",
         },
-        "processes": [
-            {
-                "name": s.name,
-                "pid": s.pid,
-                "config": str(s.config.resolve()),
-                "log": str(s.log.resolve()),
-            }
-            for s in services
-        ],
+        "processes": _processes(services),
         "kept": bool(args.keep),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
@@ -386,6 +395,12 @@ def _print_footer(
     console.print(f"API: {urls['api']}  (rates: {urls['api']}rates?start={report['year']}-01-01"
                   f"&end={report['year'] + 1}-01-01, OpenAPI: {urls['openapi']})")  # fmt: skip
     console.print(f"Metrics: {urls['metrics']}")
+
+
+def _processes(services: list[Service]) -> list[dict[str, Any]]:
+    return [
+        {"name": s.name, "pid": s.pid, "config": str(s.config), "log": str(s.log)} for s in services
+    ]
 
 
 def _write_summary(path: Path, report: dict[str, Any]) -> None:

@@ -14,8 +14,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,16 @@ def test_small_demo_prints_the_servers_figures_and_kill_stops_what_keep_left(
         assert summary["agreement"] == {"agrees": True, "differences": []}
         workbook = openpyxl.load_workbook(summary["feed"])
         assert len(workbook.sheetnames) >= 3
+        # A second demo in the same directory refuses while these run, and touches nothing.
+        again = subprocess.run(
+            [*esup_command(), "demo", "--dir", str(folder), "--config", str(CONFIG)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 2
+        assert "still running; stop them first: kill" in again.stderr
+        assert json.loads((folder / SUMMARY).read_text("utf-8")) == summary
     finally:
         # Stop them the way the demo said to.
         line = next(x for x in output.splitlines() if x.strip().startswith("kill "))
@@ -154,6 +166,7 @@ def test_small_demo_stops_its_processes_and_refuses_a_foreign_directory(tmp_path
     folder = tmp_path / "demo"
     output, summary = run_demo(folder, "--scale", "0.01", "--seed", "2")
     assert summary["kept"] is False
+    assert summary["complete"] is True
     assert "agree with the simulator's own count" in output
     assert "kill " not in output
     pids = [p["pid"] for p in summary["processes"]]
@@ -174,6 +187,36 @@ def test_small_demo_stops_its_processes_and_refuses_a_foreign_directory(tmp_path
     assert done.returncode == 2
     assert "not a demo directory" in done.stderr
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_demo_ended_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [*esup_command(), "demo", "--dir", str(folder), "--config", str(CONFIG),
+         "--scale", "0.05", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / SUMMARY).exists():
+            assert demo.poll() is None, demo.communicate()[0]
+            assert time.monotonic() < deadline, "the demo started nothing in 120 s"
+            time.sleep(0.2)
+        started = json.loads((folder / SUMMARY).read_text("utf-8"))
+        assert started["complete"] is False
+        pids = [p["pid"] for p in started["processes"]]
+        assert len(pids) == 7
+        assert sorted(gone(pids, timeout=0)) == sorted(pids)  # all running
+        demo.send_signal(signal.SIGTERM)
+        output, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130, output
+    assert "interrupted; stopping what it started" in output
+    assert gone(pids, timeout=0) == []
 
 
 @pytest.mark.skipif(
