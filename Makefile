@@ -1,11 +1,11 @@
 # One command each: `make test` (lint, types, the whole suite), `make check`
 # (lint and types only), `make bench` and `make bench-server` (benchmarks,
-# printed ratios).
+# printed ratios), `make demo` (the reference year through a real server and agents).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test check fmt bench bench-server bench-agent bench-agent-clocks clean
+.PHONY: test check fmt demo bench bench-server bench-agent bench-agent-clocks clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ check: $(BIN)/.installed
 
 test: check
 	$(BIN)/pytest
+
+# The reference city's year through a real server and agents on this machine
+# (docs/demo in README.md); DEMO_ARGS="--scale 0.1 --keep" for a smaller year, kept running.
+demo: $(BIN)/.installed
+	$(BIN)/esup demo $(DEMO_ARGS)
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

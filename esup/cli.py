@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from esup import configcmd, explain, simulatecmd
+from esup import configcmd, demo, explain, simulatecmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     configcmd.register(sub)
     explain.register(sub)
     simulatecmd.register(sub)
+    demo.register(sub)
     return parser
 
 
