@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import httpx
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -395,11 +396,15 @@ def _print_footer(
     console.print(f"API: {urls['api']}  (rates: {urls['api']}rates?start={report['year']}-01-01"
                   f"&end={report['year'] + 1}-01-01, OpenAPI: {urls['openapi']})")  # fmt: skip
     console.print(f"Metrics: {urls['metrics']}")
+    for agent in report["processes"]:
+        if "metrics" in agent:
+            console.print(f"  {agent['name']}: {agent['metrics']}")
 
 
 def _processes(services: list[Service]) -> list[dict[str, Any]]:
     return [
-        {"name": s.name, "pid": s.pid, "config": str(s.config), "log": str(s.log)} for s in services
+        {"name": s.name, "pid": s.pid, "config": str(s.config), "log": str(s.log), **_http(s)}
+        for s in services
     ]
 
 
@@ -407,3 +412,12 @@ def _write_summary(path: Path, report: dict[str, Any]) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", "utf-8")
     os.replace(temp, path)
+
+
+def _http(service: Service) -> dict[str, str]:
+    """An agent's /metrics URL, from the `http` section of its config."""
+    config = yaml.safe_load(service.config.read_text("utf-8"))
+    http = config.get("http") if isinstance(config, dict) else None
+    if not isinstance(http, dict) or "port" not in http:
+        return {}
+    return {"metrics": f"http://{http.get('host', '127.0.0.1')}:{http['port']}/metrics"}

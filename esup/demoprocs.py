@@ -177,8 +177,9 @@ def start_agent(
 ) -> Service:
     """Start `esup-agent run` watching `drop`, with a minimal config of its own in `folder`.
 
-    Only the keys docs/agent.md lists as required, plus a short batch age and quick
-    finishing of files (the demo writes each file whole, at once)."""
+    Only the keys docs/agent.md lists as required, plus a short batch age, quick
+    finishing of files (the demo writes each file whole, at once) and a free loopback
+    port for the agent's /metrics and /healthz (several agents run side by side)."""
     folder.mkdir(parents=True, exist_ok=True)
     drop.mkdir(parents=True, exist_ok=True)
     config = folder / f"{name}.yaml"
@@ -190,6 +191,7 @@ def start_agent(
             "server": {"url": url, "token": token},
             "state_dir": str((folder / name).resolve()),
             "delivery": {"batch_size": 1000, "batch_age_seconds": 0.2},
+            "http": {"host": "127.0.0.1", "port": free_port()},
             "sources": [
                 {
                     "kind": "dropfolder",

@@ -9,7 +9,8 @@ events stored and quarantined from ``/metrics`` (`esup_ingest_events_total`)
 and the cases projected from ``GET /api/v1/rates`` over the whole simulated
 span (received + invalid: every case the projector has a row for), and
 calls the store settled when the stored events are the simulator's expected
-count and two reads of the year's rates a little apart are equal.
+count, no case waits in the projection queue (``GET /api/v1/projection``)
+and two reads of the year's rates a little apart are equal.
 """
 
 from __future__ import annotations
@@ -90,9 +91,11 @@ def wait_settled(
     alive: Any = None,
 ) -> dict[str, Any]:
     """Wait until the watcher sees `expected.stored` events stored and
-    `expected.quarantined` quarantined, then until two reads of the year's city-wide rates,
-    a second apart, are equal; return that read. Raises TimeoutError naming what was
-    still missing. `alive()`, when given, is called each round (it raises if a process died)."""
+    `expected.quarantined` quarantined and the server says no case waits for its
+    projection (``GET /api/v1/projection``), then until two reads of the year's
+    city-wide rates, a second apart, are equal; return that read. Raises TimeoutError
+    naming what was still missing. `alive()`, when given, is called each round (it
+    raises if a process died)."""
     deadline = time.monotonic() + timeout
     params = {"start": year[0].isoformat(), "end": year[1].isoformat()}
     last: dict[str, Any] | None = None
@@ -100,7 +103,9 @@ def wait_settled(
         if alive is not None:
             alive()
         now = watcher.latest
-        if now.stored >= expected.stored and now.quarantined >= expected.quarantined:
+        pending = int(client.get("/api/v1/projection").json()["pending"])
+        stored = now.stored >= expected.stored and now.quarantined >= expected.quarantined
+        if stored and pending == 0:
             rates: dict[str, Any] = client.get("/api/v1/rates", params=params).json()
             if rates == last and now.projected >= expected.projected:
                 return rates
@@ -109,6 +114,7 @@ def wait_settled(
             raise TimeoutError(
                 f"after {timeout:.0f} s the server holds {now.stored:,} of {expected.stored:,} "
                 f"events, {now.quarantined} of {expected.quarantined} quarantined, "
-                f"{now.projected:,} of {expected.projected:,} cases projected"
+                f"{now.projected:,} of {expected.projected:,} cases projected, "
+                f"{pending:,} waiting for projection"
             )
         time.sleep(1.0)
