@@ -43,6 +43,7 @@ from typing import Annotated, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent import openstore
+from agent.wakeloop import WakeLoop
 from casework.clock import CaseClock, Clock
 from casework.config import Deployment, UnknownCodeError
 from casework.errors import CalendarRangeError
@@ -123,10 +124,9 @@ class LiveClocks:
         self._notices = notices
         self._conn = connect()
         self._lock = threading.RLock()  # one user of the connection at a time
-        self._cond = threading.Condition()
-        self._woken = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._loop = WakeLoop(
+            "esup-liveclocks", self._step, failure="Evaluating the live clocks failed"
+        )
         self._next_housekeeping = now()
         #: Case evaluations that failed (each logged; the case is set aside as invalid).
         self.failures = 0
@@ -345,42 +345,22 @@ class LiveClocks:
 
     def wake(self) -> None:
         """Wake the loop early (new events were committed)."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify()
+        self._loop.wake()
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.process_due()
-                timeout = self.wait_seconds()
-            except Exception:  # the thread must survive; the failure is logged
-                log.exception("Evaluating the live clocks failed; trying again in a minute.")
-                timeout = 60.0
-            with self._cond:
-                if self._stopping:
-                    return
-                if not self._woken:
-                    self._cond.wait(timeout)
-                self._woken = False
-                if self._stopping:
-                    return
+    def _step(self) -> float:
+        self.process_due()
+        return self.wait_seconds()
 
     def start(self) -> None:
         """Run the loop in a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name="esup-liveclocks", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def is_running(self) -> bool:
         """Whether the thread runs (for the agent's /healthz)."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop.is_running()
 
     def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
     # -- what the metrics read ------------------------------------------------------------
 

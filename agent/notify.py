@@ -35,6 +35,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent import openstore
+from agent.wakeloop import WakeLoop
 
 __all__ = ["NOTICE_FORMAT", "Notifier", "NotifySettings"]
 
@@ -100,10 +101,7 @@ class Notifier:
         self._client = client
         self._now = now
         self._lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._woken = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._loop = WakeLoop("esup-notify", self._step, failure="Delivering notices failed")
         #: Outcomes since start: sent, failed (given up), retried, and unsent (no webhook
         #: configured: the flag was logged and counted, and that is all).
         self.outcomes: dict[str, int] = {"sent": 0, "failed": 0, "retried": 0, "unsent": 0}
@@ -199,40 +197,20 @@ class Notifier:
 
     def wake(self) -> None:
         """New notices were committed: deliver them now."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify()
+        self._loop.wake()
 
-    def _run(self) -> None:
-        while True:
-            try:
-                while self.deliver_due() > 0:
-                    pass
-                wake = self.next_due()
-            except Exception:  # the thread must survive; the failure is logged
-                log.exception("Delivering notices failed; trying again in a minute.")
-                wake = self._now() + 60
-            with self._cond:
-                if self._stopping:
-                    return
-                if not self._woken:
-                    timeout = 300.0 if wake is None else min(300.0, max(0.0, wake - self._now()))
-                    self._cond.wait(timeout)
-                self._woken = False
-                if self._stopping:
-                    return
+    def _step(self) -> float:
+        while self.deliver_due() > 0:
+            pass
+        wake = self.next_due()
+        return 300.0 if wake is None else min(300.0, max(0.0, wake - self._now()))
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="esup-notify", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def is_running(self) -> bool:
         """Whether the thread runs (for the agent's /healthz)."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop.is_running()
 
     def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
