@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from figurecount import independent_counts
 from sqlalchemy import Engine
 
 from casework.clock import Clock
@@ -35,7 +36,6 @@ NDJSON = "application/x-ndjson"
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SMALL = YearShape.scaled(0.03)
 Y2025 = (date(2025, 1, 1), date(2026, 1, 1))
-CARD_COUNTS = (("warning", "warnings"), ("yellow", "yellow_cards"), ("red", "red_cards"))
 
 
 @pytest.fixture(scope="module")
@@ -293,48 +293,9 @@ def test_without_faults_every_line_is_a_case_event(deployment: Deployment) -> No
 
 def independent_count(
     deployment: Deployment, events: list[CaseEvent], now: datetime, dept: str | None
-) -> dict[str, int]:
-    """tests/server/test_figures.py's count: acceptance, close and outcome from the events,
-    timeliness and cards from `Clock.evaluate`; the first event per (department,
-    event_id) kept, as the server does."""
-    zone = deployment.settings.zone
-    s, e = (datetime.combine(d, time(0), zone) for d in Y2025)
-    clock = Clock.for_deployment(deployment)
-    seen: set[tuple[str, str]] = set()
-    cases: dict[tuple[str, str], list[CaseEvent]] = {}
-    for event in events:
-        if (event.department, event.event_id) in seen:
-            continue
-        seen.add((event.department, event.event_id))
-        if dept is None or event.department == dept:
-            cases.setdefault(event.case_key, []).append(event)
-    n: Counter[str] = Counter()
-    for history in cases.values():
-        by_type = {event.type: event for event in history}
-        if "accepted" not in by_type:
-            n["invalid"] += 1
-            continue
-        accepted = by_type["accepted"].at
-        close = by_type.get("completed") or by_type.get("withdrawn")
-        closed = close.at if close else None
-        n["received"] += s <= accepted < e
-        n["carried_over"] += accepted < s and (closed is None or closed >= s)
-        result = clock.evaluate(history, deployment.limits(history[0].item), now)
-        if close is not None and s <= close.at < e:
-            n["completed"] += 1
-            if close.type == "withdrawn":
-                n["withdrawn"] += 1
-            else:
-                timeliness = result.timeliness
-                n["on_time" if timeliness == "immediate" else str(timeliness)] += 1
-        open_at_end = accepted < e and (closed is None or closed >= e)
-        n["open_at_end"] += open_at_end
-        cards = {card.level: card.at for card in result.cards}
-        if open_at_end and any(cards.get(lv, e) < e for lv in ("yellow", "red")):
-            n["overdue_at_end"] += 1
-        for level, name in CARD_COUNTS:
-            n[name] += level in cards and s <= cards[level] < e
-    return n
+) -> Counter[str]:
+    """The year's figures counted from the events (tests/figurecount.py)."""
+    return independent_counts(deployment, events, *Y2025, now, dept)
 
 
 def _counts(figures: dict[str, Any]) -> dict[str, int]:

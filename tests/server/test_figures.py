@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from figurecount import independent_counts
 from sqlalchemy import Engine, create_engine, insert, select
 
 from casework.clock import Clock
@@ -292,45 +293,9 @@ def _event(case_id: str, dept: str, item: str, n: int, kind: str, at: datetime) 
 def expected_counts(
     deployment: Deployment, events: list[CaseEvent], start: date, end: date, dept: str | None
 ) -> dict[str, int]:
-    """The figures counted in Python from the case histories."""
-    s, e = period_instants(deployment, start, end)
-    clock = Clock.for_deployment(deployment)
-    cases: dict[str, list[CaseEvent]] = {}
-    for event in events:
-        if dept is None or event.department == dept:
-            cases.setdefault(event.case_id, []).append(event)
-    n: Counter[str] = Counter()
-    for history in cases.values():
-        by_type = {event.type: event for event in history}
-        if "accepted" not in by_type:
-            n["invalid"] += 1
-            continue
-        accepted = by_type["accepted"].at
-        close = by_type.get("completed") or by_type.get("withdrawn")
-        closed = close.at if close else None
-        n["received"] += s <= accepted < e
-        n["carried_over"] += accepted < s and (closed is None or closed >= s)
-        clock_now = clock.evaluate(history, deployment.limits(history[0].item), NOW)
-        if close is not None and s <= close.at < e:
-            n["completed"] += 1
-            if close.type == "withdrawn":
-                n["withdrawn"] += 1
-            else:
-                timeliness = clock_now.timeliness
-                n["on_time" if timeliness == "immediate" else str(timeliness)] += 1
-        open_at_end = accepted < e and (closed is None or closed >= e)
-        n["open_at_end"] += open_at_end
-        cards = {card.level: card.at for card in clock_now.cards}
-        if open_at_end and any(cards.get(lv, e) < e for lv in ("yellow", "red")):
-            n["overdue_at_end"] += 1
-        for level, name in [
-            ("warning", "warnings"),
-            ("yellow", "yellow_cards"),
-            ("red", "red_cards"),
-        ]:
-            n[name] += level in cards and s <= cards[level] < e
-    names = SEED_EXPECTED.keys()
-    return {name: n[name] for name in names}
+    """The figures counted in Python from the case histories (tests/figurecount.py)."""
+    n = independent_counts(deployment, events, start, end, NOW, dept)
+    return {name: n[name] for name in SEED_EXPECTED}
 
 
 def load(engine: Engine, deployment: Deployment, events: list[CaseEvent]) -> None:
