@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -47,24 +47,6 @@ __all__ = [
     "load_agent_config",
 ]
 
-#: Wire fields a column mapping may fill (docs/wire-format.md); `seq` and `source` are the agent's.
-EVENT_FIELDS: Final[tuple[str, ...]] = (
-    "event_id",
-    "case_id",
-    "department",
-    "item",
-    "type",
-    "at",
-    "promised_days",
-    "legal_days",
-    "reason",
-    "days",
-    "step",
-    "handler",
-    "step_days",
-    "result",
-)
-
 Text = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1)]
 Code = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Seconds = Annotated[float, Field(gt=0)]
@@ -84,6 +66,8 @@ FieldName = Literal[
     "step_days",
     "result",
 ]
+#: Wire fields a column mapping may fill (docs/wire-format.md); `seq` and `source` are the agent's.
+EVENT_FIELDS: Final[tuple[str, ...]] = get_args(FieldName)
 
 
 class _Model(BaseModel):

@@ -17,24 +17,12 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from esup.simfigures import COUNTS
+
 __all__ = ["COMPARED", "disagreements", "print_report", "read_figures"]
 
-#: The counts compared with the simulator's and shown per department.
-COMPARED: Final = (
-    "received",
-    "carried_over",
-    "completed",
-    "withdrawn",
-    "early",
-    "on_time",
-    "late",
-    "open_at_end",
-    "overdue_at_end",
-    "warnings",
-    "yellow_cards",
-    "red_cards",
-    "invalid",
-)
+#: The counts compared with the simulator's and shown per department: all of them.
+COMPARED: Final = COUNTS
 _CATEGORY_NAMES: Final = {
     "government": "政府部门",
     "party_mass": "党群部门",
