@@ -30,6 +30,7 @@ definitions; a change here needs a new revision there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    # On SQLite, one step each way instead of the decorator's two: the same text as
+    # SQLAlchemy's SQLite DATETIME (ISO 8601, a space, microseconds), for a third of the
+    # time. The projector and ingest convert thousands of instants a batch.
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.utcoffset() is None:
+                raise ValueError(f"{value.isoformat()} has no UTC offset; the store keeps instants")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return process
 
 
 #: Naming convention, so constraints have the same names on every database and in migrations.
