@@ -10,15 +10,23 @@ the statement once and converts each value with its column type's own bind
 processor -- the same text SQLAlchemy would send (`UTCDateTime` as UTC, SQLite's
 date and time formats) -- and hands the rows to the driver. Statements only, no
 RETURNING: what comes back is the driver's affair.
+
+On PostgreSQL an INSERT (with its ON CONFLICT clause) runs once for the whole
+batch instead: ``INSERT ... SELECT ... FROM json_to_recordset(rows)``, the rows
+sent as one JSON document, encoded in C here and read in C there, where
+``executemany`` costs a statement on the server for every row. One statement
+cannot upsert the same key twice, which none of the callers asks.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Dialect, Insert
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -43,6 +51,9 @@ class Bulk:
         self.binds: list[tuple[str, Callable[[Any], Any] | None]] = [
             (name, compiled.binds[name].type._cached_bind_processor(dialect)) for name in names
         ]
+        self.recordset: str | None = None
+        if dialect.name == "postgresql" and isinstance(statement, Insert) and columns:
+            self.recordset = _from_recordset(dialect, statement, columns, self.sql)
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The rows as the driver takes them: tuples in bind order, or dicts by name."""
@@ -60,6 +71,36 @@ class Bulk:
         return out
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement once per row, in the caller's transaction."""
-        if rows:
+        """Run the statement for every row, in the caller's transaction."""
+        if not rows:
+            return
+        if self.recordset is not None:
+            names = [name for name, _ in self.binds]
+            document = json.dumps([{n: row[n] for n in names} for row in rows], default=_json)
+            connection.exec_driver_sql(self.recordset, {"rows": document})
+        else:
             connection.exec_driver_sql(self.sql, self.parameters(rows))
+
+
+def _from_recordset(dialect: Dialect, statement: Insert, columns: Sequence[str], sql: str) -> str:
+    """`statement` (compiled to `sql`) as one INSERT of the rows of a JSON document."""
+    table = statement.table
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
+    _, conflict, tail = sql.partition(" ON CONFLICT ")
+    return (
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"
+        f" FROM json_to_recordset(%(rows)s::json) AS rows({typed}){conflict}{tail}"
+    )
+
+
+def _json(value: object) -> str:
+    """A date or an aware instant as ISO 8601 text, which PostgreSQL reads back exactly."""
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise ValueError(f"{value.isoformat()} has no UTC offset; the store keeps instants")
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not stored through a JSON document")
