@@ -1,13 +1,14 @@
 """Benchmark of the level-advancing job against a plain indexed select of the due cases.
 
 Fills a fresh database (SQLite, or PostgreSQL with ``--postgres``) with N open
-cases, each with its acceptance event, of which 1,000 are due (their
-`next_change_at` has passed and their stored level is stale: each one
-changes level), then times
-`CaseProjector.advance()`, which re-derives exactly those from their events,
-beside a baseline that only reads the due rows:
+cases, each with its acceptance event, of which 1,000 are due: the projector
+derived them 49 days earlier (with their schedules, server.schedules), and
+their next change has come since, so each one changes level, most of them
+several times (up to red, a card each). Then times
+`CaseProjector.advance()`, which brings exactly those up to date, beside a
+baseline that only reads the due rows:
 ``SELECT * FROM cases WHERE next_change_at <= now`` on the same index,
-measured in the same run. The due rows are put back between repeats.
+measured in the same run. The due rows and their cards are put back between repeats.
 
     python bench/advance.py [--postgres] [--cases N] [--due D] [--seed S]
                             [--repeat R] [--strict]
@@ -27,7 +28,8 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from server.store.migrate import upgrade_engine
 TARGET_SECONDS = 0.100
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=CST)  # the projector's clock
+DERIVED_AT = NOW - timedelta(days=49)  # when the due cases were last derived
 CHUNK = 10_000  # rows per bulk insert
 
 
@@ -53,12 +56,13 @@ def fill(engine: Engine, n_cases: int, n_due: int, seed: int) -> list[dict[str, 
     """Insert the open cases and one acceptance event each; return the due cases' rows.
 
     Not-due cases change next between 1 minute and 30 days after NOW. Due ones
-    were accepted 50 to 90 days before NOW (past every item's promised limit,
-    the longest being 30 working days), are stored as 'normal' with no due
-    dates, and were due up to an hour before NOW: each changes level.
+    are of items promising at least 3 working days, accepted half a day to two
+    days before DERIVED_AT (49 days before NOW, when `derive_due` derives them:
+    not yet red then, and past every item's legal limit, the longest being 30
+    working days, by NOW): each has one change or more due by NOW.
     """
     rng = random.Random(seed)
-    _, departments = reference_city()
+    deployment, departments = reference_city()
     received = NOW.astimezone(UTC)
     due_at = set(rng.sample(range(n_cases), n_due))
     due_rows: list[dict[str, Any]] = []
@@ -70,8 +74,14 @@ def fill(engine: Engine, n_cases: int, n_due: int, seed: int) -> list[dict[str, 
             item = rng.choice(items)
             case_id = f"C{i:08d}"
             due = i in due_at
-            days = rng.uniform(50, 90) if due else rng.uniform(0, 10)
-            accepted = (NOW - timedelta(days=days)).replace(microsecond=0)
+            while due and deployment.limits(item).promised_days < 3:
+                department, items = rng.choice(departments)
+                item = rng.choice(items)
+            if due:
+                accepted = DERIVED_AT - timedelta(days=rng.uniform(0.5, 2))
+            else:
+                accepted = NOW - timedelta(days=rng.uniform(0, 10))
+            accepted = accepted.replace(microsecond=0)
             change = NOW + (
                 -timedelta(seconds=rng.randrange(1, 3600))
                 if due
@@ -132,13 +142,59 @@ def fill(engine: Engine, n_cases: int, n_due: int, seed: int) -> list[dict[str, 
     return due_rows
 
 
-def put_back(engine: Engine, due_rows: list[dict[str, Any]]) -> None:
-    """Restore the due cases' stored rows and remove the cards `advance()` gave them."""
-    ids = [r["case_id"] for r in due_rows]
+@dataclass
+class Due:
+    """The due cases' rows and cards as stored before `advance()`."""
+
+    rows: list[dict[str, Any]]
+    cards: list[dict[str, Any]]
+
+
+def derive_due(
+    engine: Engine,
+    make: Callable[[datetime], CaseProjector],
+    rows: list[dict[str, Any]],
+    leap: bool,
+) -> Due:
+    """Derive the due cases as the projector last did before `advance()`; their rows and
+    cards then.
+
+    With `leap`, at DERIVED_AT: most then pass several levels by NOW. Else one second
+    before the last change each has by NOW, as when the job runs every minute: each
+    passes one level (two where two fall on the same instant).
+    """
+    keys = [(r["department"], r["case_id"]) for r in rows]
+    make(DERIVED_AT).refresh(keys)
+    ids = [r["case_id"] for r in rows]
+    c = tables.cases.c
+    if not leap:
+        last: dict[datetime, list[tuple[str, str]]] = {}
+        with engine.connect() as connection:
+            query = select(c.department, c.case_id, c.schedule).where(c.case_id.in_(ids))
+            for department, case_id, schedule in connection.execute(query):
+                steps = json.loads(schedule)["steps"]
+                begun = max(step[0] for step in steps if step[0] <= NOW.timestamp())
+                last.setdefault(datetime.fromtimestamp(begun, UTC), []).append(
+                    (department, case_id)
+                )
+        for at, group in last.items():
+            make(at - timedelta(seconds=1)).refresh(group)
+    k = tables.cards.c
+    with engine.connect() as connection:
+        stored = connection.execute(select(tables.cases).where(c.case_id.in_(ids))).mappings()
+        cards = connection.execute(select(tables.cards).where(k.case_id.in_(ids))).mappings()
+        return Due([dict(r) for r in stored], [dict(r) for r in cards])
+
+
+def put_back(engine: Engine, due: Due) -> None:
+    """Restore the due cases' stored rows and cards."""
+    ids = [r["case_id"] for r in due.rows]
     with engine.begin() as connection:
         connection.execute(tables.cases.delete().where(tables.cases.c.case_id.in_(ids)))
         connection.execute(tables.cards.delete().where(tables.cards.c.case_id.in_(ids)))
-        connection.execute(tables.cases.insert(), due_rows)
+        connection.execute(tables.cases.insert(), due.rows)
+        if due.cards:
+            connection.execute(tables.cards.insert(), due.cards)
 
 
 def levels_of(engine: Engine, rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -178,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=positive_int, default=3, help="timed runs; the best counts"
     )
+    parser.add_argument(
+        "--leap",
+        action="store_true",
+        help="due cases last derived 49 days before, most passing several levels at once",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.due > args.cases:
@@ -194,19 +255,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             upgrade_engine(engine)
             started = time.perf_counter()
-            due_rows = fill(engine, args.cases, args.due, args.seed)
+            clock = Clock.for_deployment(deployment)
+
+            def projector_at(at: datetime) -> CaseProjector:
+                return CaseProjector(engine, clock, deployment, now=lambda: at)
+
+            rows = fill(engine, args.cases, args.due, args.seed)
+            due = derive_due(engine, projector_at, rows, args.leap)
+            due_rows = due.rows
             out.print(
                 f"inserted {args.cases:,} open cases ({len(due_rows):,} due) and their events "
                 f"into {kind} in {time.perf_counter() - started:.0f} s (seed {args.seed}); "
                 f"now {NOW.isoformat()}"
             )
-            projector = CaseProjector(
-                engine, Clock.for_deployment(deployment), deployment, now=lambda: NOW
-            )
+            projector = CaseProjector(engine, clock, deployment, now=lambda: NOW)
             esup_times: list[tuple[float, float]] = []
             base_times: list[float] = []
             for _ in range(args.repeat):
-                put_back(engine, due_rows)
+                put_back(engine, due)
                 start, cpu = time.perf_counter(), time.process_time()
                 changed = projector.advance()
                 esup_times.append((time.perf_counter() - start, time.process_time() - cpu))
@@ -219,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     return 2
-                put_back(engine, due_rows)
+                put_back(engine, due)
                 start = time.perf_counter()
                 read = read_due(engine)
                 base_times.append(time.perf_counter() - start)

@@ -197,3 +197,14 @@ class CaseClock:
     def next_change_ts(self) -> float | None:
         """`next_change` as a POSIX timestamp, for schedulers."""
         return None if self._next == NEVER else self._next
+
+    @property
+    def card_times(self) -> tuple[tuple[str, float], ...]:
+        """`cards` as (level, POSIX timestamp), for schedulers."""
+        return self._cards
+
+    @property
+    def dates_key(self) -> tuple[float, float, int, int]:
+        """Acceptance and closing (POSIX timestamps, infinite when none) and the promised
+        and legal due dates (ordinals, 0 when none): compared cheaply, for schedulers."""
+        return (self._accepted, self._closed, self._promised_due, self._legal_due)

@@ -70,12 +70,13 @@ from casework.events import CaseEvent
 from server.cardvoids import void_card
 from server.dailycounts import COUNTED, PROJECTION_LOCK_KEY, Tally
 from server.dailycounts import write as write_counts
+from server.schedules import Moment, Step, due_step, plan
 from server.store import tables
 from server.store.bulk import Bulk
 from server.store.database import exclusive
 from server.storedevents import stored_event
 
-__all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Key", "Recomputed"]
+__all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Derived", "Key", "Recomputed"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +101,15 @@ DERIVED: Final = (
     "anomalies",
 )
 
+#: Compared besides `DERIVED` to tell whether a case's row must be written.
+COMPARED: Final = (*DERIVED, "schedule")
+
 Key = tuple[str, str]
 Row = dict[str, Any]
 #: A case's unvoided cards: level -> reached_at.
 Cards = dict[str, datetime]
+#: A case as derived: its `cases` columns and its cards.
+Derived = tuple[Row, Cards]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +192,11 @@ def _upsert_case(engine: Engine) -> Insert:
     name = engine.dialect.name
     if name == "postgresql":
         pg = postgresql.insert(tables.cases)
-        columns = {c: pg.excluded[c] for c in (*DERIVED, "updated_at")}
+        columns = {c: pg.excluded[c] for c in (*COMPARED, "updated_at")}
         return pg.on_conflict_do_update(index_elements=["department", "case_id"], set_=columns)
     if name == "sqlite":
         lite = sqlite.insert(tables.cases)
-        columns = {c: lite.excluded[c] for c in (*DERIVED, "updated_at")}
+        columns = {c: lite.excluded[c] for c in (*COMPARED, "updated_at")}
         return lite.on_conflict_do_update(index_elements=["department", "case_id"], set_=columns)
     raise NotImplementedError(f"esup stores cases in SQLite or PostgreSQL, not {name!r}")
 
@@ -230,7 +236,7 @@ def _item_of(events: Sequence[CaseEvent]) -> str:
 
 
 def _invalid_row(item: str, anomalies: int, next_change_at: datetime | None = None) -> Row:
-    row: Row = dict.fromkeys(DERIVED)
+    row: Row = dict.fromkeys(COMPARED)
     row.update(item=item, state=INVALID, level=INVALID, anomalies=anomalies)
     row["next_change_at"] = next_change_at
     return row
@@ -291,9 +297,16 @@ class CaseProjector:
         number of due cases, not of open ones. Returns how many changed.
         """
         now = self.now()
-        c = tables.cases.c
+        c, q = tables.cases.c, tables.projection_queue.c
+        queued = (q.department == c.department) & (q.case_id == c.case_id)
         due = (
-            select(c.department, c.case_id, *(c[name] for name in DERIVED))
+            select(
+                c.department,
+                c.case_id,
+                *(c[name] for name in COMPARED),
+                q.version.is_not(None).label("queued"),
+            )
+            .select_from(tables.cases.outerjoin(tables.projection_queue, queued))
             .where(c.next_change_at <= now)
             .order_by(c.next_change_at)
             .limit(self.batch_size)
@@ -304,14 +317,25 @@ class CaseProjector:
             with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
                 # Read under the lock: these rows are what the batch replaces.
                 stored: dict[Key, Row] = {}
-                for row in connection.execute(due).mappings():
-                    key = (row["department"], row["case_id"])
-                    if key not in seen:
-                        stored[key] = dict(row)
+                derived: dict[Key, Derived] = {}
+                from_events: list[Key] = []
+                for found in connection.execute(due).mappings():
+                    key = (found["department"], found["case_id"])
+                    if key in seen:
+                        continue
+                    row = stored[key] = dict(found)
+                    # A case with events waiting in the queue is derived from them.
+                    step = None if row.pop("queued") else due_step(row["schedule"], now)
+                    if step is None:
+                        from_events.append(key)
+                    else:
+                        derived[key] = _stepped(row, *step)
                 if not stored:
                     return changed
                 seen.update(stored)
-                changed += self._write_batch(connection, list(stored), now, stored)[0]
+                if from_events:
+                    derived.update(self._derive(self._events(connection, from_events), now))
+                changed += self._write(connection, derived, now, stored)[0]
 
     def recompute(
         self,
@@ -388,25 +412,25 @@ class CaseProjector:
         """`_project`, also counting the changed cases that were stored as closed."""
         with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
             stored = self._stored_cases(connection, keys)
-            return self._write_batch(connection, keys, now, stored, log_closed=log_closed)
+            derived = self._derive(self._events(connection, keys), now)
+            return self._write(connection, derived, now, stored, log_closed=log_closed)
 
-    def _write_batch(
+    def _write(
         self,
         connection: Connection,
-        keys: Sequence[Key],
+        derived: dict[Key, Derived],
         now: datetime,
         stored: dict[Key, Row],
         *,
         log_closed: bool = False,
     ) -> tuple[int, int]:
-        """Derive the cases `keys` (stored as `stored`, read under the lock) and write them."""
+        """Write the cases as `derived`, stored as `stored` (read under the lock); how many
+        changed, and how many of those were stored closed."""
         closed = 0
-        events = self._events(connection, keys)
-        derived = self._derive(events, now)
         rows: list[Row] = []
         for key, (row, _) in derived.items():
             before = stored.get(key)
-            if before is not None and all(before[c] == row[c] for c in DERIVED):
+            if before is not None and all(before[c] == row[c] for c in COMPARED):
                 continue
             if before is not None and before["state"] == "closed":
                 closed += 1
@@ -422,9 +446,11 @@ class CaseProjector:
             before = stored.get(key)
             had = cards_before.get(key, {})
             has = cards_after.get(key, {})
+            if before is not None and all(before[c] == row[c] for c in COUNTED):
+                if had != has:  # time passing: only the cards' counts change
+                    tally.change_cards(key[0], row, had, has)
+                continue
             if before is not None:
-                if had == has and all(before[c] == row[c] for c in COUNTED):
-                    continue
                 tally.add_case(-1, key[0], before, had)
             tally.add_case(1, key[0], row, has)
         write_counts(connection, tally)
@@ -451,7 +477,7 @@ class CaseProjector:
 
     def _stored_cases(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, Row]:
         c = tables.cases.c
-        query = select(c.department, c.case_id, *(c[name] for name in DERIVED)).where(
+        query = select(c.department, c.case_id, *(c[name] for name in COMPARED)).where(
             self._among(c.department, c.case_id, keys)
         )
         stored: dict[Key, Row] = {}
@@ -459,13 +485,12 @@ class CaseProjector:
             stored[row["department"], row["case_id"]] = dict(row)
         return stored
 
-    def _derive(
-        self, events: dict[Key, list[CaseEvent]], now: datetime
-    ) -> dict[Key, tuple[Row, dict[str, datetime]]]:
-        """Each case's `cases` columns and its cards ({level: reached_at}) at `now`."""
+    def _derive(self, events: dict[Key, list[CaseEvent]], now: datetime) -> dict[Key, Derived]:
+        """Each case's `cases` columns (with its schedule) and its cards ({level: reached_at})
+        at `now`."""
         with self._configured:  # one configuration for the whole batch
             clock, catalog = self.clock, self.catalog
-        out: dict[Key, tuple[Row, dict[str, datetime]]] = {}
+        out: dict[Key, Derived] = {}
         todo: list[tuple[Key, list[CaseEvent], Limits, str]] = []
         for key, case_events in events.items():
             item = _item_of(case_events)
@@ -481,8 +506,12 @@ class CaseProjector:
             results = list(clock.evaluate_many([(ev, lim) for _, ev, lim, _ in todo], now))
         except CalendarRangeError:  # rare: find the case(s) one by one
             results = [_evaluate_one(clock, key, ev, lim, now) for key, ev, lim, _ in todo]
-        for (key, case_events, _, item), result in zip(todo, results, strict=True):
-            out[key] = self._row(item, case_events, result, now)
+        for (key, case_events, limits, item), result in zip(todo, results, strict=True):
+            row, _ = out[key] = self._row(item, case_events, result, now)
+            if row["state"] == "open" and row["next_change_at"] is not None:
+                first = _moment(item, case_events, result, now.timestamp())
+                if first is not None:
+                    row["schedule"] = plan(first, _at(clock, item, case_events, limits))
         return out
 
     @staticmethod
@@ -512,13 +541,14 @@ class CaseProjector:
             "card": result.card,
             "next_change_at": nxt,
             "anomalies": len(result.anomalies),
+            "schedule": None,
         }
         return row, {card.level: card.at for card in result.cards}
 
     def _write_cards(
         self,
         connection: Connection,
-        derived: dict[Key, tuple[Row, dict[str, datetime]]],
+        derived: dict[Key, Derived],
         now: datetime,
     ) -> tuple[dict[Key, Cards], dict[Key, Cards]]:
         """Bring the batch's `cards` rows in line with the clock (see the module docstring).
@@ -573,6 +603,45 @@ class CaseProjector:
         self._insert_card.execute(connection, new)
         self._set_card.execute(connection, changes)
         return before, after
+
+
+def _moment(
+    item: str, events: list[CaseEvent], result: CaseClock | CalendarRangeError, at: float
+) -> Moment | None:
+    """What a schedule needs of the case derived at `at` (as `CaseProjector._row` derives
+    it, in timestamps); None for an invalid one."""
+    if isinstance(result, CalendarRangeError) or result.state == INVALID:
+        return None
+    # With the clock's dates, these decide the derived columns time passing leaves alone.
+    fixed = (item, result.state, result.outcome, result.timeliness, len(result.anomalies))
+    following = result.next_change_ts
+    pending = min((ts for e in events if (ts := e.at.timestamp()) > at), default=None)
+    if pending is not None and (following is None or pending < following):
+        following = pending
+    cards = dict(result.card_times)
+    return Moment((*fixed, *result.dates_key), result.level, result.card, following, cards)
+
+
+def _at(
+    clock: Clock, item: str, events: list[CaseEvent], limits: Limits
+) -> Callable[[float], Moment | None]:
+    """Derives the case of `events` at a given instant, for its schedule (`plan`)."""
+
+    def derive(at: float) -> Moment | None:
+        try:
+            result = clock.evaluate(events, limits, datetime.fromtimestamp(at, UTC))
+        except CalendarRangeError:
+            return None
+        return _moment(item, events, result, at)
+
+    return derive
+
+
+def _stepped(stored: Row, step: Step, rest: str | None) -> Derived:
+    """The case stored as `stored` once its schedule's `step` has begun."""
+    row = {c: stored[c] for c in COMPARED}
+    row.update(level=step.level, card=step.card, next_change_at=step.next_change_at, schedule=rest)
+    return row, step.cards
 
 
 def _evaluate_one(

@@ -2,6 +2,7 @@
 
     Tally                              count changes by (department, item, day)
     Tally.add_case(sign, department, case, cards)
+    Tally.change_cards(department, case, had, has)
     write(connection, tally)           add a tally to `daily_counts` (one statement)
     rebuild(engine, zone)              the whole table again from `cases` and `cards`
     ensure_daily_counts(engine, zone)  rebuild when built for another zone, or never
@@ -136,6 +137,38 @@ class Tally:
                 column = _TIMELINESS_COLUMN.get(case["timeliness"] or "")
                 if column is not None:
                     self._bump(department, item, closed, column, sign)
+        self._add_cards(sign, department, item, accepted, closed, cards)
+
+    def change_cards(
+        self,
+        department: str,
+        case: Mapping[Any, Any],
+        had: Mapping[str, datetime],
+        has: Mapping[str, datetime],
+    ) -> None:
+        """A case's unvoided cards went from `had` to `has`, nothing else `COUNTED` changed
+        (time passing): `add_case` of the case before and after, in fewer steps."""
+        accepted_at = case["accepted_at"]
+        if case["state"] == "invalid" or accepted_at is None:
+            return
+        zone = self.zone
+        closed_at = case["closed_at"]
+        accepted = local_day(accepted_at, zone)
+        closed = None if closed_at is None else local_day(closed_at, zone)
+        self._add_cards(-1, department, case["item"], accepted, closed, had)
+        self._add_cards(1, department, case["item"], accepted, closed, has)
+
+    def _add_cards(
+        self,
+        sign: int,
+        department: str,
+        item: str,
+        accepted: date,
+        closed: date | None,
+        cards: Mapping[str, datetime],
+    ) -> None:
+        """The counts that follow from a case's unvoided cards (overdue, cards by level)."""
+        zone = self.zone
         overdue_at = min((at for lv, at in cards.items() if lv in ("yellow", "red")), default=None)
         if overdue_at is not None:
             began = max(accepted, local_day(overdue_at, zone))

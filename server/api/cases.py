@@ -49,6 +49,10 @@ from server.cases import INVALID
 from server.liveconfig import Configuration
 from server.store import tables
 
+#: The columns of a case's stored row that the API shows: not its schedule, which only
+#: the level-advancing job reads (server.schedules).
+_SHOWN: Final = [column for column in tables.cases.c if column.name != "schedule"]
+
 __all__ = [
     "DEFAULT_LIMIT",
     "LEVEL_CHOICES",
@@ -241,7 +245,7 @@ def list_cases(connection: Connection, query: Listing) -> tuple[list[dict[str, A
             or_(c.department > department, and_(c.department == department, c.case_id > case_id))
         )
     statement = (
-        select(tables.cases)
+        select(*_SHOWN)
         .where(and_(true(), *where))
         .order_by(c.department, c.case_id)
         .limit(query.limit + 1)
@@ -269,9 +273,7 @@ def case_document(
         .all()
     )
     state = (
-        connection.execute(
-            select(tables.cases).where(c.department == department, c.case_id == case_id)
-        )
+        connection.execute(select(*_SHOWN).where(c.department == department, c.case_id == case_id))
         .mappings()
         .first()
     )

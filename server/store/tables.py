@@ -211,6 +211,12 @@ cases = Table(
     Column("next_change_at", UTCDateTime(), nullable=True),
     Column("anomalies", Integer(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column(
+        "schedule",
+        Text(),
+        nullable=True,
+        comment="the open case's next changes as time passes (server.schedules), JSON",
+    ),
     Index(None, "next_change_at"),
     Index(None, "state", "department", "item"),
 )

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, select
 from casework.calendar import WorkCalendar
 from casework.clock import Clock, Limits
 from casework.events import CaseEvent
-from server.cases import INVALID, SUPERSEDED, CaseProjector, Key
+from server.cases import INVALID, SUPERSEDED, CaseProjector, Derived, Key
 from server.store import tables
 from server.store.events import EventStore
 
@@ -151,17 +151,17 @@ def test_advance_reads_only_the_due_cases(migrated: Engine) -> None:
     seen: list[Key] = []
 
     class Spy(CaseProjector):
-        def _write_batch(
+        def _write(
             self,
             connection: Connection,
-            keys: Sequence[Key],
+            derived: dict[Key, Derived],
             now: datetime,
             stored: dict[Key, Any],
             *,
             log_closed: bool = False,
         ) -> tuple[int, int]:
-            seen.extend(keys)
-            return super()._write_batch(connection, keys, now, stored, log_closed=log_closed)
+            seen.extend(derived)
+            return super()._write(connection, derived, now, stored, log_closed=log_closed)
 
     cases = Spy(migrated, clock(), FakeCatalog({ITEM: Limits(7, 10, 2)}), now=now, batch_size=7)
     # 12 cases reach warning on 10-22 00:00; 38 accepted later reach it well after.

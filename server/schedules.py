@@ -1,0 +1,139 @@
+"""Schedules: an open case's next changes as time passes, worked out when it is derived.
+
+    plan(first, evaluate, limit)  the steps after a case's next change -> JSON text | None
+    due_step(schedule, now)       the step in force at `now` and the steps after it | None
+    Moment                        what the plan needs of a case derived at an instant
+    Step                          one step: from `at`, the level, highest card and cards,
+                                  until `next_change_at`
+
+With no new events, time passing changes only four things about an open case:
+its level, its highest card, its cards (one more each time a level is reached)
+and its next change. So when the projector derives an open case from its
+events, it also evaluates the clock at that next change, and at the one after
+it, up to `MAX_STEPS` ahead, and keeps those results in the case's row
+(`cases.schedule`). When the next change comes due, the level-advancing job
+takes the last step due from the row instead of reading the case's events and
+running the clock again: the cost of a due case no longer depends on its
+events.
+
+A step is the case derived at the instant of a change from the events it has
+then (an event stamped ahead of the projector's clock counts from its instant
+on, as it would). It is only planned while nothing else about the case
+changes: the plan stops before a step at which any other derived column
+(state, due dates, anomalies, ...) differs or a card already reached is not
+the same, and where the calendar ends. A
+case whose steps have run out, that has none (stored before schedules
+existed), or that has events waiting in the projection queue, is derived from
+its events as before, which plans its schedule afresh. The steps are the
+clock's own results: applying one gives exactly the row and cards that
+deriving the case at that instant gives (tests/server/test_schedules.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
+
+__all__ = ["MAX_STEPS", "TIMED", "Moment", "Step", "due_step", "plan"]
+
+#: How many changes ahead a schedule holds (normal, warning, yellow, red is three).
+MAX_STEPS: Final = 4
+
+#: The derived columns a step sets; every other derived column stays as it is.
+TIMED: Final = ("level", "card", "next_change_at")
+
+
+class Moment(NamedTuple):
+    """A case as derived at one instant, as far as its schedule is concerned; instants as
+    POSIX timestamps."""
+
+    fixed: tuple[Any, ...]  # what the other derived columns follow from
+    level: str
+    card: str | None
+    next_change: float | None
+    cards: Mapping[str, float]  # level -> instant reached
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """From `at` on (until `next_change_at`, or for good when None): the case's level, its
+    highest card and its cards, level -> instant reached."""
+
+    at: datetime
+    level: str
+    card: str | None
+    next_change_at: datetime | None
+    cards: dict[str, datetime]
+
+
+def plan(
+    first: Moment, evaluate: Callable[[float], Moment | None], limit: int = MAX_STEPS
+) -> str | None:
+    """The steps after `first` (the case as derived now), as the JSON its row keeps.
+
+    `evaluate(at)` derives the case at instant `at` from the events it has then
+    (None when it cannot: the calendar ends). Stops after `limit` steps and
+    before a step that changes `first.fixed` or a card already reached. None
+    when there is no step. Instants are POSIX timestamps, as the clock keeps
+    them: JSON gives back the same float, so the same microsecond.
+    """
+    steps: list[list[Any]] = []
+    have = dict(first.cards)
+    at = first.next_change
+    while at is not None and len(steps) < limit:
+        later = evaluate(at)
+        if later is None or later.fixed != first.fixed:
+            break
+        cards = later.cards
+        if any(cards.get(level) != reached for level, reached in have.items()):
+            break
+        new = [[level, reached] for level, reached in cards.items() if level not in have]
+        steps.append([at, later.level, later.card, later.next_change, new])
+        have.update(cards)
+        at = later.next_change
+    if not steps:
+        return None
+    base = [[level, reached] for level, reached in first.cards.items()]
+    return json.dumps({"cards": base, "steps": steps}, separators=(",", ":"))
+
+
+def _instant(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def due_step(schedule: str | None, now: datetime) -> tuple[Step, str | None] | None:
+    """The last step of `schedule` that has begun at `now`, and the schedule left after it
+    (None when no step is left); None when no step has begun or the schedule ran out (the
+    case must then be derived from its events)."""
+    if not schedule:
+        return None
+    planned = json.loads(schedule)
+    steps = planned["steps"]
+    cards: dict[str, float] = dict(planned["cards"])
+    at_now = now.timestamp()
+    taken = -1
+    for n, step in enumerate(steps):
+        if step[0] > at_now:
+            break
+        taken = n
+        cards.update(step[4])
+    if taken < 0:
+        return None
+    at, level, card, following, _ = steps[taken]
+    if following is not None and following <= at_now and taken == len(steps) - 1:
+        return None  # past the last planned step
+    rest = steps[taken + 1 :]
+    step = Step(
+        _instant(at),
+        level,
+        card,
+        None if following is None else _instant(following),
+        {lv: _instant(reached) for lv, reached in cards.items()},
+    )
+    if not rest:
+        return step, None
+    left = {"cards": [[lv, reached] for lv, reached in cards.items()], "steps": rest}
+    return step, json.dumps(left, separators=(",", ":"))
