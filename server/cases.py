@@ -12,13 +12,12 @@ always `Clock.evaluate` over *all* its stored events, at the projector's
 `now()`. The same events in any arrival order give the same row.
 
 Cards. A card (warning, yellow, red) is recorded in `cards` with the instant
-the clock says it was reached, once per (case, level), and never deleted.
-Time passing only adds cards. Events that arrive late can show that a
-recorded card was never reached (a completion stamped before it) or was
-reached at another instant (an extension): the card is then voided with the
-reason `SUPERSEDED`, or its instant corrected, so the issued (unvoided) cards
-are always what the case's events justify. A superseded card reached again
-is issued again. A card voided for any other reason (an appeal) is left alone.
+the clock says it was reached and never deleted; one the case's events, as
+later received, no longer justify is voided as `SUPERSEDED` (server.casecards).
+
+Schedules. Deriving an open case also plans its next changes as time passes
+(server.schedules); `advance()` applies the step due from the row, and derives
+from the events only a case without one or with events waiting in the queue.
 
 Invalid cases. A case whose events name an item the catalog does not know, or
 whose dates fall outside the calendar's window, or that has no acceptance yet,
@@ -60,19 +59,19 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from casework.clock import CARD_LEVELS, CaseClock, Clock, Limits
+from casework.clock import CaseClock, Clock, Limits
 from casework.errors import CalendarRangeError
 from casework.events import CaseEvent
 from server.cardvoids import void_card
+from server.casecards import SUPERSEDED, CardWriter, Derived, KeyFilter
 from server.dailycounts import COUNTED, PROJECTION_LOCK_KEY, Tally
 from server.dailycounts import write as write_counts
-from server.schedules import Moment, Step, due_step, plan
+from server.schedules import TIMED, Step, due_step, evaluator, moment, plan
 from server.store import tables
-from server.store.bulk import Bulk
+from server.store.bulk import Bulk, BulkUpdate
 from server.store.database import exclusive
 from server.storedevents import stored_event
 
@@ -82,8 +81,6 @@ logger = logging.getLogger(__name__)
 
 #: State and level of a case the clock cannot evaluate (see the module docstring).
 INVALID: Final = "invalid"
-#: Why a card was voided when the case's events, as later known, do not justify it.
-SUPERSEDED: Final = "superseded: not reached given the case's events as later received"
 
 #: The derived columns of `cases` compared to tell whether a case changed.
 DERIVED: Final = (
@@ -103,13 +100,12 @@ DERIVED: Final = (
 
 #: Compared besides `DERIVED` to tell whether a case's row must be written.
 COMPARED: Final = (*DERIVED, "schedule")
+#: The columns time passing changes (server.schedules), and the others.
+_TIMED: Final = (*TIMED, "schedule")
+_UNTIMED: Final = tuple(c for c in COMPARED if c not in _TIMED)
 
 Key = tuple[str, str]
 Row = dict[str, Any]
-#: A case's unvoided cards: level -> reached_at.
-Cards = dict[str, datetime]
-#: A case as derived: its `cases` columns and its cards.
-Derived = tuple[Row, Cards]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +140,6 @@ def _chunks(keys: Iterable[Key], size: int) -> Iterator[list[Key]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-#: Builds ``(department, case_id) IN (the keys)`` for one dialect (see `_key_filter`).
-KeyFilter = Callable[[Any, Any, Sequence[Key]], ColumnElement[bool]]
 
 
 def _key_filter(engine: Engine) -> KeyFilter:
@@ -201,34 +193,6 @@ def _upsert_case(engine: Engine) -> Insert:
     raise NotImplementedError(f"esup stores cases in SQLite or PostgreSQL, not {name!r}")
 
 
-def _insert_card(engine: Engine) -> Insert:
-    """``INSERT INTO cards ... ON CONFLICT (department, case_id, level) DO NOTHING``."""
-    columns = ["department", "case_id", "level"]
-    name = engine.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(tables.cards).on_conflict_do_nothing(index_elements=columns)
-    if name == "sqlite":
-        return sqlite.insert(tables.cards).on_conflict_do_nothing(index_elements=columns)
-    raise NotImplementedError(f"esup stores cards in SQLite or PostgreSQL, not {name!r}")
-
-
-#: The columns a new card row is written with.
-CARD_COLUMNS: Final = ("department", "case_id", "level", "reached_at")
-
-#: Re-dates, voids or revives one card (executemany); the WHERE names it.
-_SET_CARD = (
-    update(tables.cards)
-    .where(tables.cards.c.department == bindparam("b_department"))
-    .where(tables.cards.c.case_id == bindparam("b_case_id"))
-    .where(tables.cards.c.level == bindparam("b_level"))
-    .values(
-        reached_at=bindparam("b_reached_at"),
-        voided_at=bindparam("b_voided_at"),
-        void_reason=bindparam("b_void_reason"),
-    )
-)
-
-
 def _item_of(events: Sequence[CaseEvent]) -> str:
     """The case's item: its earliest acceptance's, else its earliest event's (order-free)."""
     accepted = [e for e in events if e.type == "accepted"]
@@ -270,9 +234,10 @@ class CaseProjector:
         self._configured = threading.Lock()
         dialect = engine.dialect
         self._upsert_case = Bulk(dialect, _upsert_case(engine), [c.name for c in tables.cases.c])
-        self._insert_card = Bulk(dialect, _insert_card(engine), CARD_COLUMNS)
-        self._set_card = Bulk(dialect, _SET_CARD)
+        keys = ("department", "case_id")
+        self._update_timed = BulkUpdate(dialect, tables.cases, keys, (*_TIMED, "updated_at"))
         self._among = _key_filter(engine)
+        self._cards = CardWriter(engine, self._among)
 
     def reconfigure(self, clock: Clock, catalog: Catalog) -> None:
         """Derive with `clock` and `catalog` from the next batch on (a reloaded config/)."""
@@ -428,6 +393,7 @@ class CaseProjector:
         changed, and how many of those were stored closed."""
         closed = 0
         rows: list[Row] = []
+        timed: list[Row] = []  # only the columns time passing changes differ
         for key, (row, _) in derived.items():
             before = stored.get(key)
             if before is not None and all(before[c] == row[c] for c in COMPARED):
@@ -437,10 +403,14 @@ class CaseProjector:
                 if log_closed:
                     diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
                     logger.info("recompute changed closed case %s/%s: %s", *key, diff)
-            rows.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
-        if rows:
-            self._upsert_case.execute(connection, rows)
-        cards_before, cards_after = self._write_cards(connection, derived, now)
+            written = {"department": key[0], "case_id": key[1], **row, "updated_at": now}
+            if before is not None and all(before[c] == row[c] for c in _UNTIMED):
+                timed.append(written)
+            else:
+                rows.append(written)
+        self._upsert_case.execute(connection, rows)
+        self._update_timed.execute(connection, timed)
+        cards_before, cards_after = self._cards.write(connection, derived, now)
         tally = Tally(self.clock.tz)
         for key, (row, _) in derived.items():
             before = stored.get(key)
@@ -454,7 +424,7 @@ class CaseProjector:
                 tally.add_case(-1, key[0], before, had)
             tally.add_case(1, key[0], row, has)
         write_counts(connection, tally)
-        return len(rows), closed
+        return len(rows) + len(timed), closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
         """Each key's stored events, oldest first; keys with none are left out.
@@ -509,9 +479,9 @@ class CaseProjector:
         for (key, case_events, limits, item), result in zip(todo, results, strict=True):
             row, _ = out[key] = self._row(item, case_events, result, now)
             if row["state"] == "open" and row["next_change_at"] is not None:
-                first = _moment(item, case_events, result, now.timestamp())
+                first = moment(item, case_events, result, now.timestamp())
                 if first is not None:
-                    row["schedule"] = plan(first, _at(clock, item, case_events, limits))
+                    row["schedule"] = plan(first, evaluator(clock, item, case_events, limits))
         return out
 
     @staticmethod
@@ -545,97 +515,6 @@ class CaseProjector:
         }
         return row, {card.level: card.at for card in result.cards}
 
-    def _write_cards(
-        self,
-        connection: Connection,
-        derived: dict[Key, Derived],
-        now: datetime,
-    ) -> tuple[dict[Key, Cards], dict[Key, Cards]]:
-        """Bring the batch's `cards` rows in line with the clock (see the module docstring).
-
-        Returns each case's unvoided cards before and after, level -> reached_at.
-        """
-        k = tables.cards.c
-        stored: dict[Key, dict[str, tuple[datetime, str | None]]] = defaultdict(dict)
-        before: dict[Key, Cards] = defaultdict(dict)
-        if not derived:
-            return {}, {}
-        query = select(
-            k.department, k.case_id, k.level, k.reached_at, k.voided_at, k.void_reason
-        ).where(self._among(k.department, k.case_id, list(derived)))
-        for department, case_id, level, reached_at, voided_at, reason in connection.execute(query):
-            stored[department, case_id][level] = (reached_at, reason)
-            if voided_at is None:
-                before[department, case_id][level] = reached_at
-        after = {key: dict(cards) for key, cards in before.items()}
-        new: list[Row] = []
-        changes: list[Row] = []
-        for (department, case_id), (_, cards) in derived.items():
-            have = stored.get((department, case_id), {})
-            for level in CARD_LEVELS:
-                reached = cards.get(level)
-                old = have.get(level)
-                if reached is not None and old is None:
-                    new.append(
-                        {
-                            "department": department,
-                            "case_id": case_id,
-                            "level": level,
-                            "reached_at": reached,
-                        }
-                    )
-                    after.setdefault((department, case_id), {})[level] = reached
-                    continue
-                if old is None:
-                    continue
-                old_at, reason = old
-                if reached is not None and (
-                    reason == SUPERSEDED or (reason is None and old_at != reached)
-                ):
-                    changes.append(_card_change(department, case_id, level, reached, None, None))
-                    after.setdefault((department, case_id), {})[level] = reached
-                elif reached is None and reason is None:
-                    logger.info("card %s of case %s/%s superseded", level, department, case_id)
-                    changes.append(
-                        _card_change(department, case_id, level, old_at, now, SUPERSEDED)
-                    )
-                    after[department, case_id].pop(level, None)
-        self._insert_card.execute(connection, new)
-        self._set_card.execute(connection, changes)
-        return before, after
-
-
-def _moment(
-    item: str, events: list[CaseEvent], result: CaseClock | CalendarRangeError, at: float
-) -> Moment | None:
-    """What a schedule needs of the case derived at `at` (as `CaseProjector._row` derives
-    it, in timestamps); None for an invalid one."""
-    if isinstance(result, CalendarRangeError) or result.state == INVALID:
-        return None
-    # With the clock's dates, these decide the derived columns time passing leaves alone.
-    fixed = (item, result.state, result.outcome, result.timeliness, len(result.anomalies))
-    following = result.next_change_ts
-    pending = min((ts for e in events if (ts := e.at.timestamp()) > at), default=None)
-    if pending is not None and (following is None or pending < following):
-        following = pending
-    cards = dict(result.card_times)
-    return Moment((*fixed, *result.dates_key), result.level, result.card, following, cards)
-
-
-def _at(
-    clock: Clock, item: str, events: list[CaseEvent], limits: Limits
-) -> Callable[[float], Moment | None]:
-    """Derives the case of `events` at a given instant, for its schedule (`plan`)."""
-
-    def derive(at: float) -> Moment | None:
-        try:
-            result = clock.evaluate(events, limits, datetime.fromtimestamp(at, UTC))
-        except CalendarRangeError:
-            return None
-        return _moment(item, events, result, at)
-
-    return derive
-
 
 def _stepped(stored: Row, step: Step, rest: str | None) -> Derived:
     """The case stored as `stored` once its schedule's `step` has begun."""
@@ -652,21 +531,3 @@ def _evaluate_one(
     except CalendarRangeError as exc:
         logger.warning("case %s/%s is invalid: %s", *key, exc)
         return exc
-
-
-def _card_change(
-    department: str,
-    case_id: str,
-    level: str,
-    reached_at: datetime,
-    voided_at: datetime | None,
-    reason: str | None,
-) -> Row:
-    return {
-        "b_department": department,
-        "b_case_id": case_id,
-        "b_level": level,
-        "b_reached_at": reached_at,
-        "b_voided_at": voided_at,
-        "b_void_reason": reason,
-    }

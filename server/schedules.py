@@ -1,5 +1,7 @@
 """Schedules: an open case's next changes as time passes, worked out when it is derived.
 
+    moment(item, events, result, at) what a plan needs of a case the clock derived
+    evaluator(clock, item, events, limits)  derives it at any instant, for `plan`
     plan(first, evaluate, limit)  the steps after a case's next change -> JSON text | None
     due_step(schedule, now)       the step in force at `now` and the steps after it | None
     Moment                        what the plan needs of a case derived at an instant
@@ -37,7 +39,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-__all__ = ["MAX_STEPS", "TIMED", "Moment", "Step", "due_step", "plan"]
+from casework.clock import CaseClock, Clock, Limits
+from casework.errors import CalendarRangeError
+from casework.events import CaseEvent
+
+__all__ = ["MAX_STEPS", "TIMED", "Moment", "Step", "due_step", "evaluator", "moment", "plan"]
 
 #: How many changes ahead a schedule holds (normal, warning, yellow, red is three).
 MAX_STEPS: Final = 4
@@ -137,3 +143,35 @@ def due_step(schedule: str | None, now: datetime) -> tuple[Step, str | None] | N
         return step, None
     left = {"cards": [[lv, reached] for lv, reached in cards.items()], "steps": rest}
     return step, json.dumps(left, separators=(",", ":"))
+
+
+def moment(
+    item: str, events: list[CaseEvent], result: CaseClock | CalendarRangeError, at: float
+) -> Moment | None:
+    """What a plan needs of the case of `events` as the clock derived it at `at` (`result`;
+    the projector's row, in timestamps); None unless the case is open then."""
+    if isinstance(result, CalendarRangeError) or result.state != "open":
+        return None
+    # With the clock's dates, these decide the derived columns time passing leaves alone.
+    fixed = (item, result.state, result.outcome, result.timeliness, len(result.anomalies))
+    following = result.next_change_ts
+    pending = min((ts for e in events if (ts := e.at.timestamp()) > at), default=None)
+    if pending is not None and (following is None or pending < following):
+        following = pending
+    cards = dict(result.card_times)
+    return Moment((*fixed, *result.dates_key), result.level, result.card, following, cards)
+
+
+def evaluator(
+    clock: Clock, item: str, events: list[CaseEvent], limits: Limits
+) -> Callable[[float], Moment | None]:
+    """Derives the case of `events` at a given instant, for its schedule (`plan`)."""
+
+    def derive(at: float) -> Moment | None:
+        try:
+            result = clock.evaluate(events, limits, datetime.fromtimestamp(at, UTC))
+        except CalendarRangeError:
+            return None
+        return moment(item, events, result, at)
+
+    return derive

@@ -2,6 +2,8 @@
 
     Bulk(dialect, statement, columns)  compiled once for the dialect
     Bulk.execute(connection, rows)     rows are dicts keyed by bind name
+    BulkUpdate(dialect, table, keys, columns)
+                                       the named columns of rows found by their keys
 
 SQLAlchemy's own executemany re-builds every row's parameters through its
 statement machinery (tens of microseconds a row); the projector writes
@@ -26,11 +28,11 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert
+from sqlalchemy import Connection, Dialect, Insert, Table, bindparam
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["Bulk"]
+__all__ = ["Bulk", "BulkUpdate"]
 
 
 class Bulk:
@@ -104,3 +106,40 @@ def _json(value: object) -> str:
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not stored through a JSON document")
+
+
+class BulkUpdate:
+    """``UPDATE table SET columns WHERE keys`` for many rows (dicts by column name): an
+    executemany on SQLite, one ``UPDATE ... FROM json_to_recordset`` on PostgreSQL."""
+
+    def __init__(
+        self, dialect: Dialect, table: Table, keys: Sequence[str], columns: Sequence[str]
+    ) -> None:
+        self.names = [*columns, *keys]
+        if dialect.name == "postgresql":
+            quote = dialect.identifier_preparer.quote
+            name = quote(table.name)
+            sets = ", ".join(f"{quote(c)} = rows.{quote(c)}" for c in columns)
+            typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in self.names)
+            where = " AND ".join(f"{name}.{quote(k)} = rows.{quote(k)}" for k in keys)
+            self.recordset: str | None = (
+                f"UPDATE {name} SET {sets} FROM json_to_recordset(%(rows)s::json)"
+                f" AS rows({typed}) WHERE {where}"
+            )
+            self.bulk: Bulk | None = None
+        else:
+            statement = table.update().values({c: bindparam(f"b_{c}") for c in columns})
+            for key in keys:
+                statement = statement.where(table.c[key] == bindparam(f"b_{key}"))
+            self.recordset, self.bulk = None, Bulk(dialect, statement)
+
+    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Update every row's record, in the caller's transaction."""
+        if not rows:
+            return
+        names = self.names
+        if self.recordset is not None:
+            document = json.dumps([{n: row[n] for n in names} for row in rows], default=_json)
+            connection.exec_driver_sql(self.recordset, {"rows": document})
+        elif self.bulk is not None:
+            self.bulk.execute(connection, [{f"b_{n}": row[n] for n in names} for row in rows])
