@@ -89,6 +89,11 @@ def local_day(instant: datetime, zone: tzinfo) -> date:
     return instant.astimezone(zone).date()
 
 
+def _overdue_at(cards: Mapping[str, datetime]) -> datetime | None:
+    """When a case became overdue: its first unvoided yellow or red card."""
+    return min((at for lv, at in cards.items() if lv in ("yellow", "red")), default=None)
+
+
 class Tally:
     """Changes to `daily_counts`, by (department, item, day): a list of len(COUNTS) ints."""
 
@@ -147,16 +152,24 @@ class Tally:
         has: Mapping[str, datetime],
     ) -> None:
         """A case's unvoided cards went from `had` to `has`, nothing else `COUNTED` changed
-        (time passing): `add_case` of the case before and after, in fewer steps."""
+        (time passing): what `add_case` of the case before and after would add, touching
+        only the cards that changed."""
         accepted_at = case["accepted_at"]
         if case["state"] == "invalid" or accepted_at is None:
             return
         zone = self.zone
-        closed_at = case["closed_at"]
-        accepted = local_day(accepted_at, zone)
-        closed = None if closed_at is None else local_day(closed_at, zone)
-        self._add_cards(-1, department, case["item"], accepted, closed, had)
-        self._add_cards(1, department, case["item"], accepted, closed, has)
+        item = case["item"]
+        for sign, cards, others in ((-1, had, has), (1, has, had)):
+            for level, reached_at in cards.items():
+                if others.get(level) != reached_at:
+                    day = local_day(reached_at, zone)
+                    self._bump(department, item, day, _CARD_COLUMN[level], sign)
+        if _overdue_at(had) != _overdue_at(has):
+            closed_at = case["closed_at"]
+            accepted = local_day(accepted_at, zone)
+            closed = None if closed_at is None else local_day(closed_at, zone)
+            self._add_overdue(-1, department, item, accepted, closed, had)
+            self._add_overdue(1, department, item, accepted, closed, has)
 
     def _add_cards(
         self,
@@ -168,15 +181,27 @@ class Tally:
         cards: Mapping[str, datetime],
     ) -> None:
         """The counts that follow from a case's unvoided cards (overdue, cards by level)."""
-        zone = self.zone
-        overdue_at = min((at for lv, at in cards.items() if lv in ("yellow", "red")), default=None)
+        self._add_overdue(sign, department, item, accepted, closed, cards)
+        for level, reached_at in cards.items():
+            day = local_day(reached_at, self.zone)
+            self._bump(department, item, day, _CARD_COLUMN[level], sign)
+
+    def _add_overdue(
+        self,
+        sign: int,
+        department: str,
+        item: str,
+        accepted: date,
+        closed: date | None,
+        cards: Mapping[str, datetime],
+    ) -> None:
+        """The overdue counts that follow from a case's unvoided cards."""
+        overdue_at = _overdue_at(cards)
         if overdue_at is not None:
-            began = max(accepted, local_day(overdue_at, zone))
+            began = max(accepted, local_day(overdue_at, self.zone))
             self._bump(department, item, began, "overdue_began", sign)
             if closed is not None:
                 self._bump(department, item, max(began, closed), "overdue_ended", sign)
-        for level, reached_at in cards.items():
-            self._bump(department, item, local_day(reached_at, zone), _CARD_COLUMN[level], sign)
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """The non-zero changes as `daily_counts` rows."""

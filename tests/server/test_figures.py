@@ -27,7 +27,7 @@ from casework.configfiles import load_config
 from casework.events import CaseEvent
 from server.app import create_app
 from server.cases import CaseProjector
-from server.dailycounts import rebuild
+from server.dailycounts import Tally, rebuild
 from server.figures import (
     Figures,
     PeriodError,
@@ -336,7 +336,6 @@ def test_a_synthetic_year_matches_an_independent_count(
     assert min(full.counts().values()) > 0
 
 
-@pytest.mark.postgres
 def daily_counts(engine: Engine) -> dict[tuple[str, str, date], tuple[int, ...]]:
     """The non-zero rows of `daily_counts`."""
     d = tables.daily_counts
@@ -512,3 +511,42 @@ def test_rates_endpoint_errors(client: TestClient, params: dict[str, str], reaso
 
 def test_figures_equal_by_value() -> None:
     assert Figures(*Y2024, "all", None, received=1) == Figures(*Y2024, "all", None, received=1)
+
+
+def cards(rng: random.Random, accepted: datetime) -> dict[str, datetime]:
+    """Some of the three cards, reached in the 90 days after `accepted`."""
+    return {
+        level: accepted + timedelta(hours=rng.randrange(24 * 90))
+        for level in ("warning", "yellow", "red")
+        if rng.random() < 0.6
+    }
+
+
+def test_changing_only_cards_counts_as_taking_the_case_away_and_adding_it_again() -> None:
+    """`Tally.change_cards` (time passing) equals `add_case` of the case before and after."""
+    rng = random.Random(5)
+    zone = ZoneInfo("Asia/Shanghai")
+    start = datetime(2025, 3, 1, tzinfo=zone)
+    for _ in range(300):
+        accepted = start + timedelta(hours=rng.randrange(24 * 60))
+        closed = (
+            accepted + timedelta(hours=rng.randrange(1, 24 * 60)) if rng.random() < 0.3 else None
+        )
+        case = {
+            "state": "closed" if closed else "open",
+            "item": "zrzy-001",
+            "accepted_at": accepted,
+            "closed_at": closed,
+            "outcome": "completed" if closed else None,
+            "timeliness": "late" if closed else None,
+        }
+
+        had, has = cards(rng, accepted), cards(rng, accepted)
+        if rng.random() < 0.5:  # mostly time passing: the same cards and one more
+            has = {**had, **dict(list(has.items())[:1])}
+        whole, changed = Tally(zone), Tally(zone)
+        whole.add_case(-1, "zrzy", case, had)
+        whole.add_case(1, "zrzy", case, has)
+        changed.change_cards("zrzy", case, had, has)
+        net = [{slot: n for slot, n in t.slots.items() if any(n)} for t in (whole, changed)]
+        assert net[0] == net[1], (case, had, has)
