@@ -284,7 +284,9 @@ class CaseProjector:
                 stored: dict[Key, Row] = {}
                 derived: dict[Key, Derived] = {}
                 from_events: list[Key] = []
+                fetched = 0
                 for found in connection.execute(due).mappings():
+                    fetched += 1
                     key = (found["department"], found["case_id"])
                     if key in seen:
                         continue
@@ -301,6 +303,8 @@ class CaseProjector:
                 if from_events:
                     derived.update(self._derive(self._events(connection, from_events), now))
                 changed += self._write(connection, derived, now, stored)[0]
+            if fetched < self.batch_size:  # that was every case due
+                return changed
 
     def recompute(
         self,
