@@ -210,9 +210,10 @@ class CaseProjector:
     """Keeps the `cases` and `cards` tables on `engine` up to date with the events.
 
     `clock` evaluates cases (`Clock.for_deployment`); `catalog` gives each
-    item's limits (the `Deployment`); `now` returns the current instant,
-    timezone-aware. `batch_size` cases are read, evaluated and written per
-    transaction.
+    item's limits (the `Deployment`); `config` names that configuration (its
+    fingerprint, server.reconfigure): a schedule planned under another one is
+    not followed. `now` returns the current instant, timezone-aware.
+    `batch_size` cases are read, evaluated and written per transaction.
     """
 
     def __init__(
@@ -221,6 +222,7 @@ class CaseProjector:
         clock: Clock,
         catalog: Catalog,
         *,
+        config: str = "",
         now: Callable[[], datetime] = _utcnow,
         batch_size: int = 1000,
     ) -> None:
@@ -229,6 +231,7 @@ class CaseProjector:
         self.engine = engine
         self.clock = clock
         self.catalog = catalog
+        self.config = config
         self.now = now
         self.batch_size = batch_size
         self._configured = threading.Lock()
@@ -239,10 +242,11 @@ class CaseProjector:
         self._among = _key_filter(engine)
         self._cards = CardWriter(engine, self._among)
 
-    def reconfigure(self, clock: Clock, catalog: Catalog) -> None:
-        """Derive with `clock` and `catalog` from the next batch on (a reloaded config/)."""
+    def reconfigure(self, clock: Clock, catalog: Catalog, config: str = "") -> None:
+        """Derive with `clock` and `catalog` (named `config`) from the next batch on (a
+        reloaded config/)."""
         with self._configured:
-            self.clock, self.catalog = clock, catalog
+            self.clock, self.catalog, self.config = clock, catalog, config
 
     # -- the three entry points -------------------------------------------------------
 
@@ -262,6 +266,8 @@ class CaseProjector:
         number of due cases, not of open ones. Returns how many changed.
         """
         now = self.now()
+        with self._configured:
+            config = self.config  # steps planned under another configuration are not taken
         c, q = tables.cases.c, tables.projection_queue.c
         queued = (q.department == c.department) & (q.case_id == c.case_id)
         due = (
@@ -292,7 +298,8 @@ class CaseProjector:
                         continue
                     row = stored[key] = dict(found)
                     # A case with events waiting in the queue is derived from them.
-                    step = None if row.pop("queued") else due_step(row["schedule"], now)
+                    queued = row.pop("queued")
+                    step = None if queued else due_step(row["schedule"], now, config)
                     if step is None:
                         from_events.append(key)
                     else:
@@ -463,7 +470,7 @@ class CaseProjector:
         """Each case's `cases` columns (with its schedule) and its cards ({level: reached_at})
         at `now`."""
         with self._configured:  # one configuration for the whole batch
-            clock, catalog = self.clock, self.catalog
+            clock, catalog, config = self.clock, self.catalog, self.config
         out: dict[Key, Derived] = {}
         todo: list[tuple[Key, list[CaseEvent], Limits, str]] = []
         for key, case_events in events.items():
@@ -485,7 +492,8 @@ class CaseProjector:
             if row["state"] == "open" and row["next_change_at"] is not None:
                 first = moment(item, case_events, result, now.timestamp())
                 if first is not None:
-                    row["schedule"] = plan(first, evaluator(clock, item, case_events, limits))
+                    at = evaluator(clock, item, case_events, limits)
+                    row["schedule"] = plan(first, at, config=config)
         return out
 
     @staticmethod

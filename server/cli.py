@@ -202,7 +202,9 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         # The alert jobs log each run; httpx's line per request adds nothing.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         live = LiveConfig(Configuration.of(load_config(settings.config_dir)))
-        projector = CaseProjector(engine, live().clock, live().deployment)
+        projector = CaseProjector(
+            engine, live().clock, live().deployment, config=live().fingerprint
+        )
         # Cases computed with another catalog or calendar are brought up to date first.
         recompute_on_start(projector, live().fingerprint)
         # The figures add up per local day; built afresh when the zone is new to them.
@@ -298,8 +300,9 @@ def _recompute(args: argparse.Namespace, out: IO[str]) -> int:
     engine = make_engine(settings.database)
     try:
         check_current(engine)
-        projector = CaseProjector(engine, Clock.for_deployment(deployment), deployment)
         fingerprint = clock_fingerprint(deployment)
+        clock = Clock.for_deployment(deployment)
+        projector = CaseProjector(engine, clock, deployment, config=fingerprint)
         done = recompute_cases(projector, fingerprint, closed=args.closed)
     finally:
         engine.dispose()

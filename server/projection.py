@@ -291,8 +291,12 @@ def serve(config: Path, parent: int | None, *, poll: float = 0.05) -> int:
     watcher: ConfigWatcher | None = None
     try:
         live = LiveConfig(Configuration.of(load_config(settings.config_dir)))
-        projector = CaseProjector(engine, live().clock, live().deployment)
-        live.listen(lambda _old, new: projector.reconfigure(new.clock, new.deployment))
+        projector = CaseProjector(
+            engine, live().clock, live().deployment, config=live().fingerprint
+        )
+        live.listen(
+            lambda _old, new: projector.reconfigure(new.clock, new.deployment, new.fingerprint)
+        )
         reload = ConfigReloader(settings.config_dir, live)
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload).start())
         if settings.watch_config:

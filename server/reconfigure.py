@@ -265,7 +265,7 @@ def put_in_service(projector: CaseProjector, old: _Served, new: _Served) -> None
     clock and catalog from now on; when what the clock reads changed, the open cases
     are recomputed (as on a start, `recompute_on_start`); when the zone changed, the
     figures' daily counts are rebuilt."""
-    projector.reconfigure(new.clock, new.deployment)
+    projector.reconfigure(new.clock, new.deployment, new.fingerprint)
     if new.fingerprint != old.fingerprint:
         recompute_on_start(projector, new.fingerprint)
     zone = new.deployment.settings.zone

@@ -25,8 +25,10 @@ changes: the plan stops before a step at which any other derived column
 (state, due dates, anomalies, ...) differs or a card already reached is not
 the same, and where the calendar ends. A
 case whose steps have run out, that has none (stored before schedules
-existed), or that has events waiting in the projection queue, is derived from
-its events as before, which plans its schedule afresh. The steps are the
+existed), whose schedule was planned under another configuration (catalog or
+calendar: its fingerprint, server.reconfigure), or that has events waiting in
+the projection queue, is derived from its events as before, which plans its
+schedule afresh. The steps are the
 clock's own results: applying one gives exactly the row and cards that
 deriving the case at that instant gives (tests/server/test_schedules.py).
 """
@@ -76,15 +78,20 @@ class Step:
 
 
 def plan(
-    first: Moment, evaluate: Callable[[float], Moment | None], limit: int = MAX_STEPS
+    first: Moment,
+    evaluate: Callable[[float], Moment | None],
+    limit: int = MAX_STEPS,
+    *,
+    config: str = "",
 ) -> str | None:
     """The steps after `first` (the case as derived now), as the JSON its row keeps.
 
     `evaluate(at)` derives the case at instant `at` from the events it has then
     (None when it cannot: the calendar ends). Stops after `limit` steps and
     before a step that changes `first.fixed` or a card already reached. None
-    when there is no step. Instants are POSIX timestamps, as the clock keeps
-    them: JSON gives back the same float, so the same microsecond.
+    when there is no step. `config` names the configuration planned under
+    (see `due_step`). Instants are POSIX timestamps, as the clock keeps them:
+    JSON gives back the same float, so the same microsecond.
     """
     steps: list[list[Any]] = []
     have = dict(first.cards)
@@ -103,20 +110,25 @@ def plan(
     if not steps:
         return None
     base = [[level, reached] for level, reached in first.cards.items()]
-    return json.dumps({"cards": base, "steps": steps}, separators=(",", ":"))
+    return json.dumps({"config": config, "cards": base, "steps": steps}, separators=(",", ":"))
 
 
 def _instant(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def due_step(schedule: str | None, now: datetime) -> tuple[Step, str | None] | None:
+def due_step(
+    schedule: str | None, now: datetime, config: str = ""
+) -> tuple[Step, str | None] | None:
     """The last step of `schedule` that has begun at `now`, and the schedule left after it
-    (None when no step is left); None when no step has begun or the schedule ran out (the
-    case must then be derived from its events)."""
+    (None when no step is left); None when no step has begun, the schedule ran out, or it
+    was planned under another configuration than `config` (the case must then be
+    derived from its events)."""
     if not schedule:
         return None
     planned = json.loads(schedule)
+    if planned["config"] != config:
+        return None
     steps = planned["steps"]
     cards: dict[str, float] = dict(planned["cards"])
     at_now = now.timestamp()
@@ -141,7 +153,11 @@ def due_step(schedule: str | None, now: datetime) -> tuple[Step, str | None] | N
     )
     if not rest:
         return step, None
-    left = {"cards": [[lv, reached] for lv, reached in cards.items()], "steps": rest}
+    left = {
+        "config": config,
+        "cards": [[lv, reached] for lv, reached in cards.items()],
+        "steps": rest,
+    }
     return step, json.dumps(left, separators=(",", ":"))
 
 

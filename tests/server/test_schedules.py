@@ -13,7 +13,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -184,6 +184,27 @@ def test_a_case_stored_without_a_schedule_is_derived_and_gets_one(migrated: Engi
     assert cases.from_events == 0
 
 
+def test_a_schedule_planned_under_another_configuration_is_not_followed(
+    migrated: Engine,
+) -> None:
+    now = FakeNow("2018-10-15 10:00")
+    catalog = FakeCatalog({"zrzy-001": Limits(7, 10, 2)})
+    cases = Counting(migrated, clock(), catalog, config="before", now=now)
+    accepted = CaseEvent("X1-1", "X1", "zrzy", "zrzy-001", "accepted", local("2018-10-15 10:00"))
+    EventStore(migrated).add_batch("agent-1", [accepted])
+    project(migrated, cases)
+    # A holiday added, say: the clock may now see the case otherwise.
+    cases.reconfigure(clock(), FakeCatalog({"zrzy-001": Limits(8, 10, 2)}), "after")
+    now.set("2018-10-22 08:00")
+    cases.from_events = 0
+    assert cases.advance() == 1
+    assert cases.from_events == 1
+    rows, _ = rows_and_cards(migrated)
+    assert rows["zrzy", "X1"]["promised_due"] == date(2018, 10, 25)  # 8 working days
+    (schedule,) = rows_with_schedules(migrated)
+    assert json.loads(schedule)["config"] == "after"
+
+
 # -- plan and due_step ------------------------------------------------------------------
 
 
@@ -247,6 +268,12 @@ def test_due_step_takes_the_last_step_begun() -> None:
     reached = [datetime.fromtimestamp(ts, TZ) for ts in LADDER]
     assert step.cards == dict(zip(("warning", "yellow", "red"), reached, strict=True))
     assert step.at == local("2018-10-30")
+
+
+def test_due_step_follows_only_a_plan_of_the_same_configuration() -> None:
+    schedule = plan(FIRST, LADDER.get, config="c1")
+    assert due_step(schedule, local("2018-10-22"), "c1") is not None
+    assert due_step(schedule, local("2018-10-22"), "c2") is None
 
 
 def test_due_step_gives_up_past_the_last_planned_step() -> None:
