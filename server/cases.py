@@ -298,8 +298,8 @@ class CaseProjector:
                         continue
                     row = stored[key] = dict(found)
                     # A case with events waiting in the queue is derived from them.
-                    queued = row.pop("queued")
-                    step = None if queued else due_step(row["schedule"], now, config)
+                    waiting = row.pop("queued")
+                    step = None if waiting else due_step(row["schedule"], now, config)
                     if step is None:
                         from_events.append(key)
                     else:
