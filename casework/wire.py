@@ -81,6 +81,11 @@ NDJSON_MEDIA_TYPES: Final[frozenset[str]] = frozenset(
 _AT_PATTERN: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(?:\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?"
 )
+# `_AT_PATTERN` with both its optional parts, seconds and offset: what `_parse_at` reads.
+_AT_COMPLETE: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+_EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 _FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
 _BOM: Final = "\ufeff"
 _BOM_BYTES: Final = b"\xef\xbb\xbf"
@@ -344,6 +349,7 @@ def event_fields(obj: object) -> EventFields | None:
     kind = obj.get("type")
     at = obj.get("at")
     seq = obj.get("seq")
+    basic = obj.keys() <= _BASIC  # no type-specific field, nothing unknown: the usual event
     if not (
         type(event_id) is str
         and 1 <= len(event_id) <= _ID_MAX
@@ -354,20 +360,18 @@ def event_fields(obj: object) -> EventFields | None:
         and type(item) is str
         and item
         and type(kind) is str
-        and kind in EVENT_TYPES
+        and kind in _EVENT_TYPES
         and type(at) is str
-        and (seq is None or _plain_int(seq, 1))
-        and _fits(obj, kind)
+        and (seq is None or (type(seq) is int and seq >= 1))
+        and (not _REQUIRED_FOR[kind] if basic else _fits(obj, kind))
+        and _AT_COMPLETE.fullmatch(at) is not None
     ):
-        return None
-    match = _AT_PATTERN.fullmatch(at)
-    if match is None or match.group(1) is None or match.group(2) is None:
         return None
     try:
         instant = datetime.fromisoformat(at.upper())
     except ValueError:
         return None
-    if not obj.keys() <= _BASIC:
+    if not basic:
         for key in obj:
             if type(key) is not str:
                 return None

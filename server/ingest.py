@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from pydantic_core import from_json
 from sqlalchemy import Engine
@@ -255,26 +255,7 @@ class Ingestor:
         if lines is None:
             parsed = parse_batch(body, content_type)
             return self.ingest(grant, parsed, lambda: raw_pieces(body, content_type, len(parsed)))
-        batch = _Batch(self.now() + self.clock_skew)
-        scope: dict[tuple[str, str], str | None] = {}  # a batch names few (department, item)
-        for number, chunk in enumerate(lines.split(b"\n"), start=1):
-            if not chunk or chunk.isspace():
-                continue
-            text = chunk.decode("utf-8", "replace").rstrip("\r")
-            try:
-                obj = from_json(chunk)
-            except ValueError:
-                obj = None
-            fields = event_fields(obj)
-            if fields is None:  # anything unusual: read as parse_batch reads it
-                entry = _parse_line(chunk, number)
-                if isinstance(entry, EventError):
-                    batch.reject(_event_id_of(text), entry.reason, text)
-                else:
-                    self._add(batch, grant, scope, _fields_of(entry), entry.extra, text)
-            else:
-                self._add(batch, grant, scope, fields, obj, text)
-        return self._store(grant, batch)
+        return self._store(grant, self._check(grant, _read_lines(lines)))
 
     def ingest(
         self,
@@ -292,60 +273,56 @@ class Ingestor:
         database fails; nothing reported accepted is lost then, and resending
         the batch is safe.
         """
-        batch = _Batch(self.now() + self.clock_skew)
-        scope: dict[tuple[str, str], str | None] = {}
         pieces: list[str] = raw() if parsed else []
-        for index, entry in enumerate(parsed):
-            if isinstance(entry, EventError):
-                body = pieces[index] if pieces else ""
-                batch.reject(_event_id_of(body), entry.reason, body)
-            else:
-                body = pieces[index] if pieces else dumps_line(entry)
-                self._add(batch, grant, scope, _fields_of(entry), entry.extra, body)
-        return self._store(grant, batch)
+        return self._store(grant, self._check(grant, _read_parsed(parsed, pieces)))
 
-    def _add(
-        self,
-        batch: _Batch,
-        grant: Grant,
-        scope: dict[tuple[str, str], str | None],
-        fields: EventFields,
-        extra: Mapping[str, object],
-        body: str,
-    ) -> None:
-        """One readable event of `batch`: checked, then to be stored or rejected.
+    def _check(self, grant: Grant, entries: Iterable[_Entry]) -> _Batch:
+        """The batch of `entries` checked: what to store, to reject and to answer.
 
-        `extra` holds its ``source`` field if it has one (its decoded object will do).
+        One loop for every event of a batch: written for speed, the checks of
+        `problem` in its order (scope, then instant, then source).
         """
-        event_id, case_id, department, item, kind, at, seq = fields
-        source = extra.get("source")
-        if type(source) is not str:
-            source = ""
-        if len(source) <= SOURCE_MAX:
-            numbers = batch.seqs.get(source)
-            if numbers is None:
-                numbers = batch.seqs[source] = []
-            if seq is not None:
-                numbers.append(seq)
-        pair = (department, item)
-        if pair in scope:
-            problem = scope[pair]
-        else:
-            problem = scope[pair] = self._scope_problem(grant, department, item)
-        if problem is None and (at > batch.latest or len(source) > SOURCE_MAX):
-            problem = self._instant_or_source_problem(at, source, batch.latest)
-        if problem is not None:
-            batch.reject(event_id, problem, body)
-            return
-        key = (department, event_id)
-        if key in batch.first:  # the same event earlier in this batch: that one counts
-            batch.event_ids.append(event_id)
-            batch.statuses.append("duplicate")
-            return
-        batch.first[key] = len(batch.event_ids)
-        batch.event_ids.append(event_id)
-        batch.statuses.append("accepted")
-        batch.rows.append((department, event_id, case_id, item, kind, at, seq, body))
+        latest = self.now() + self.clock_skew
+        batch = _Batch()
+        event_ids = batch.event_ids
+        statuses = batch.statuses
+        rows = batch.rows
+        first = batch.first
+        seqs = batch.seqs
+        scope: dict[tuple[str, str], str | None] = {}  # a batch names few (department, item)
+        for fields, extra, body in entries:
+            if fields is None:  # unreadable: `extra` is the reason
+                batch.reject(_event_id_of(body), cast(str, extra), body)
+                continue
+            event_id, case_id, department, item, kind, at, seq = fields
+            source = cast(Mapping[str, object], extra).get("source")
+            if type(source) is not str:
+                source = ""
+            if len(source) <= SOURCE_MAX:
+                numbers = seqs.get(source)
+                if numbers is None:
+                    numbers = seqs[source] = []
+                if seq is not None:
+                    numbers.append(seq)
+            pair = (department, item)
+            problem = scope.get(pair, _UNSEEN)
+            if problem is _UNSEEN:
+                problem = scope[pair] = self._scope_problem(grant, department, item)
+            if problem is None and (at > latest or len(source) > SOURCE_MAX):
+                problem = self._instant_or_source_problem(at, source, latest)
+            if problem is not None:
+                batch.reject(event_id, problem, body)
+                continue
+            key = (department, event_id)
+            if key in first:  # the same event earlier in this batch: that one counts
+                event_ids.append(event_id)
+                statuses.append("duplicate")
+                continue
+            first[key] = len(event_ids)
+            event_ids.append(event_id)
+            statuses.append("accepted")
+            rows.append((department, event_id, case_id, item, kind, at, seq, body))
+        return batch
 
     def _instant_or_source_problem(self, at: datetime, source: str, latest: datetime) -> str | None:
         """`_own_problem` of an event at `at` whose ``source`` is `source`."""
@@ -398,10 +375,9 @@ class _Batch:
     rejected, the rows to store (distinct keys, the first of each), the rejected
     (body, reason) to keep, and the sequence numbers per source."""
 
-    __slots__ = ("event_ids", "first", "kept", "latest", "reasons", "rows", "seqs", "statuses")
+    __slots__ = ("event_ids", "first", "kept", "reasons", "rows", "seqs", "statuses")
 
-    def __init__(self, latest: datetime) -> None:
-        self.latest = latest
+    def __init__(self) -> None:
         self.event_ids: list[str | None] = []
         self.statuses: list[Status] = []
         self.reasons: dict[int, str] = {}
@@ -417,6 +393,44 @@ class _Batch:
         self.kept.append((body, reason))
 
 
+#: One event as read: its fields and its decoded object (or `CaseEvent.extra`: where its
+#: ``source`` is) and its text; or, for one that cannot be read, None, the reason and its text.
+_Entry = tuple[EventFields | None, Mapping[str, object] | str, str]
+_UNSEEN: Final = "unseen"  # not a problem's wording: it never reaches an answer
+
+
+def _read_lines(lines: bytes) -> Iterator[_Entry]:
+    """The events of a JSON Lines body (`casework.wire.json_lines_of`), as `parse_batch`
+    reads them, each well-formed line straight to its fields."""
+    for number, chunk in enumerate(lines.split(b"\n"), start=1):
+        if not chunk or chunk.isspace():
+            continue
+        text = chunk.decode("utf-8", "replace").rstrip("\r")
+        try:
+            obj = from_json(chunk)
+        except ValueError:
+            obj = None
+        fields = event_fields(obj)
+        if fields is not None:
+            yield fields, obj, text
+            continue
+        try:  # anything unusual: read as parse_batch reads it, for the same reasons
+            event = parse_json_line(chunk, source="batch", line=number)
+        except EventError as exc:
+            yield None, exc.reason, text
+        else:
+            yield _fields_of(event), event.extra, text
+
+
+def _read_parsed(parsed: Sequence[CaseEvent | EventError], pieces: list[str]) -> Iterator[_Entry]:
+    """`parse_batch`'s answer as entries, with the events' texts `pieces` ([]: written anew)."""
+    for index, entry in enumerate(parsed):
+        if isinstance(entry, EventError):
+            yield None, entry.reason, pieces[index] if pieces else ""
+        else:
+            yield _fields_of(entry), entry.extra, pieces[index] if pieces else dumps_line(entry)
+
+
 def _fields_of(event: CaseEvent) -> EventFields:
     return (
         event.event_id,
@@ -427,11 +441,3 @@ def _fields_of(event: CaseEvent) -> EventFields:
         event.at,
         event.seq,
     )
-
-
-def _parse_line(chunk: bytes, number: int) -> CaseEvent | EventError:
-    """A line of a JSON Lines batch as `casework.wire.parse_batch` reads it."""
-    try:
-        return parse_json_line(chunk, source="batch", line=number)
-    except EventError as exc:
-        return exc
