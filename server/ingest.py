@@ -1,7 +1,8 @@
 """`Ingestor`: one agent's batch of events checked, stored and answered event by event.
 
     Ingestor(engine, deployment, now=..., clock_skew=..., on_accepted=...)
-    ingest(grant, parsed, raw) -> BatchReport
+    ingest_body(grant, body, content_type) -> BatchReport   a request body
+    ingest(grant, parsed, raw) -> BatchReport                `parse_batch`'s answer
 
 An event is rejected, with a reason that starts with the field it is about,
 when it breaks the wire format, names a department outside the token's grant
@@ -60,7 +61,7 @@ OnAccepted = Callable[[set[CaseKey]], object]
 
 _BOM: Final = b"\xef\xbb\xbf"
 #: A string as JSON text, non-ASCII kept (what ``json.dumps(ensure_ascii=False)`` writes).
-_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
+_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
 _FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
 
 
@@ -124,8 +125,8 @@ class BatchReport:
         parts = []
         for index, (event_id, status) in enumerate(zip(self.event_ids, self.statuses, strict=True)):
             reason = reasons.get(index)
-            shown_id = "null" if event_id is None else _string(event_id)
-            shown_reason = "null" if reason is None else _string(reason)
+            shown_id = "null" if event_id is None else _json_string(event_id)
+            shown_reason = "null" if reason is None else _json_string(reason)
             parts.append(
                 f'{{"index":{index},"event_id":{shown_id},"status":"{status}",'
                 f'"reason":{shown_reason}}}'
