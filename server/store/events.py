@@ -3,6 +3,7 @@
     add_batch(agent, events)        store a batch in one transaction -> accepted | duplicate
                                     (and queue its cases for projection, in that transaction)
     add_in(connection, agent, ...)  the same inside the caller's `write_transaction`
+    add_rows_in(connection, ...)    the same for rows read straight from the wire (ingest)
     events_of_case(dept, case_id)   a case's events, rebuilt from the stored wire JSON
     quarantine(agent, body, reason) keep a rejected event and why
     quarantine_many(agent, pairs)   keep a batch's rejected events, in one transaction
@@ -10,11 +11,10 @@
 
 An event is identified by (department, event_id); storing it again is a
 duplicate, never an error, so an agent may resend a batch after any failure.
-    add_rows_in(connection, ...)    the same for rows read straight from the wire (ingest)
-
 The batch goes to the driver as it is (``executemany`` on SQLite, one
-``INSERT ... SELECT FROM json_to_recordset(...)`` on PostgreSQL that also queues the
-cases), without SQLAlchemy's per-row type processing: this is the ingest path.
+``INSERT ... SELECT FROM unnest(...)`` of binary arrays on PostgreSQL that also
+queues the cases), without SQLAlchemy's per-row type processing: this is the
+ingest path.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ _INSERT_PG: Final = (
 
 def _sqlite_text(at: datetime) -> str:
     """An aware instant as `tables.UTCDateTime` stores it on SQLite: naive UTC text
-    (`server.store.queue.sqlite_instant`, a third cheaper: ingest writes one an event)."""
+    (`server.store.queue.sqlite_instant`, a third cheaper: ingest writes one per event)."""
     return at.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
 
