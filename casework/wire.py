@@ -11,6 +11,8 @@ Reading:
     parse_json_line(text)     one line of JSON text -> CaseEvent
     iter_json_lines(lines)    a JSON Lines file -> (line number, CaseEvent | EventError)
     parse_batch(body, ctype)  an ingest body (JSON array or JSON Lines) -> [CaseEvent | EventError]
+    event_fields(obj)         a plainly well-formed event's common fields, else None (ingest)
+    json_lines_of(body, ctype) the body when parse_batch reads it as JSON Lines, else None
 
 Writing:
 
@@ -52,9 +54,12 @@ __all__ = [
     "NDJSON_MEDIA_TYPES",
     "NOT_RFC3339",
     "NO_OFFSET",
+    "EventFields",
     "WireEvent",
     "dumps_line",
+    "event_fields",
     "iter_json_lines",
+    "json_lines_of",
     "parse_batch",
     "parse_event",
     "parse_json_line",
@@ -76,6 +81,11 @@ NDJSON_MEDIA_TYPES: Final[frozenset[str]] = frozenset(
 _AT_PATTERN: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(?:\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?"
 )
+# `_AT_PATTERN` with both its optional parts, seconds and offset: what `_parse_at` reads.
+_AT_COMPLETE: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+_EVENT_TYPES: Final = frozenset(EVENT_TYPES)
 _FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
 _BOM: Final = "\ufeff"
 _BOM_BYTES: Final = b"\xef\xbb\xbf"
@@ -315,13 +325,20 @@ def _fits(obj: dict[str, Any], kind: str) -> bool:
     return True
 
 
-def _fast_event(obj: object) -> CaseEvent | None:
-    """`obj` as a `CaseEvent` when it is a plainly well-formed event; None for anything
+#: A plainly well-formed event's common fields, as `event_fields` reads them:
+#: (event_id, case_id, department, item, type, at, seq).
+EventFields = tuple[str, str, str, str, str, datetime, int | None]
+
+
+def event_fields(obj: object) -> EventFields | None:
+    """The common fields of `obj` when it is a plainly well-formed event; None for anything
     else, which `WireEvent` then validates, so that every error is worded by one path.
 
     The same checks as `WireEvent`, written out for the common case: a dict of
-    the exact JSON types, no field in doubt. Ingest reads thousands of events a
-    second; pydantic's generality costs several times this.
+    the exact JSON types, no field in doubt, every key a string. When this
+    answers, `parse_event(obj)` is the `CaseEvent` of these fields, the
+    type-specific ones of `obj` and the others as `extra` (`_fast_event`);
+    ingest reads the fields without building it.
     """
     if type(obj) is not dict:
         return None
@@ -332,6 +349,7 @@ def _fast_event(obj: object) -> CaseEvent | None:
     kind = obj.get("type")
     at = obj.get("at")
     seq = obj.get("seq")
+    basic = obj.keys() <= _BASIC  # no type-specific field, nothing unknown: the usual event
     if not (
         type(event_id) is str
         and 1 <= len(event_id) <= _ID_MAX
@@ -342,36 +360,40 @@ def _fast_event(obj: object) -> CaseEvent | None:
         and type(item) is str
         and item
         and type(kind) is str
-        and kind in EVENT_TYPES
+        and kind in _EVENT_TYPES
         and type(at) is str
-        and (seq is None or _plain_int(seq, 1))
-        and _fits(obj, kind)
+        and (seq is None or (type(seq) is int and seq >= 1))
+        and (not _REQUIRED_FOR[kind] if basic else _fits(obj, kind))
+        and _AT_COMPLETE.fullmatch(at) is not None
     ):
-        return None
-    match = _AT_PATTERN.fullmatch(at)
-    if match is None or match.group(1) is None or match.group(2) is None:
         return None
     try:
         instant = datetime.fromisoformat(at.upper())
     except ValueError:
         return None
-    if obj.keys() <= _BASIC:  # no type-specific field, nothing unknown: the usual event
-        return CaseEvent(event_id, case_id, department, item, kind, instant, seq)  # type: ignore[arg-type]
-    extra: dict[str, Any] = {}
-    for key, value in obj.items():
-        if key not in _FIELDS:
+    if not basic:
+        for key in obj:
             if type(key) is not str:
                 return None
-            extra[key] = value
+    return event_id, case_id, department, item, kind, instant, seq
+
+
+def _fast_event(obj: object) -> CaseEvent | None:
+    """`obj` as a `CaseEvent` when `event_fields` reads it; None for anything else.
+
+    Ingest reads thousands of events a second; pydantic's generality costs
+    several times this.
+    """
+    fields = event_fields(obj)
+    if fields is None:
+        return None
+    assert type(obj) is dict  # event_fields reads nothing else
+    if obj.keys() <= _BASIC:  # no type-specific field, nothing unknown: the usual event
+        return CaseEvent(*fields)  # type: ignore[arg-type]
+    extra = {key: value for key, value in obj.items() if key not in _FIELDS}
     # Positional, in CaseEvent's field order: a frozen dataclass's keywords cost twice as much.
     return CaseEvent(
-        event_id,
-        case_id,
-        department,
-        item,
-        kind,  # type: ignore[arg-type]
-        instant,
-        seq,
+        *fields,  # type: ignore[arg-type]
         obj.get("promised_days"),
         obj.get("legal_days"),
         obj.get("reason"),
@@ -472,6 +494,19 @@ def _items_of(values: list[Any], source: str) -> list[CaseEvent | EventError]:
         except EventError as exc:
             results.append(exc)
     return results
+
+
+def json_lines_of(body: bytes, content_type: str | None) -> bytes | None:
+    """`body` without a byte-order mark when `parse_batch` reads it as JSON Lines, each
+    non-blank line (split at ``\\n``, numbered from 1) one event; None otherwise."""
+    body = body.removeprefix(_BOM_BYTES)
+    media = _media_type(content_type)
+    if media in NDJSON_MEDIA_TYPES:
+        return body
+    first = _FIRST_BYTE.search(body)
+    if first is None or body[first.start()] != ord("{") or media == "application/json":
+        return None
+    return body
 
 
 def parse_batch(

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.datastructures import URL
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from casework.config import Deployment
 from casework.configfiles import load_config
@@ -55,6 +57,42 @@ def _version() -> str:
         return version("esup")
     except PackageNotFoundError:  # running from a source tree that is not installed
         return "0+unknown"
+
+
+class RequestLog:
+    """One log line and one observation of `metrics` per HTTP request, taken when its
+    response starts: a plain ASGI middleware (Starlette's ``BaseHTTPMiddleware``
+    runs each request in a task of its own and passes the body through streams,
+    which costs about a millisecond a request)."""
+
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seconds = time.perf_counter() - start
+                status = message["status"]
+                method = scope["method"]
+                self.metrics.observe(method, handler_of(scope), status, seconds)
+                client = scope.get("client")
+                logger.info(
+                    "request method=%s path=%s status=%d duration_ms=%.1f client=%s",
+                    method,
+                    URL(scope=scope).path,
+                    status,
+                    seconds * 1000,
+                    client[0] if client else "-",
+                )
+            await send(message)
+
+        await self.app(scope, receive, send_logged)
 
 
 def create_app(
@@ -141,24 +179,5 @@ def create_app(
         lambda: now().astimezone(config().deployment.settings.zone).date(),
     )
 
-    @app.middleware("http")
-    async def log_request(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        seconds = time.perf_counter() - start
-        request_metrics.observe(
-            request.method, handler_of(request.scope), response.status_code, seconds
-        )
-        logger.info(
-            "request method=%s path=%s status=%d duration_ms=%.1f client=%s",
-            request.method,
-            request.url.path,
-            response.status_code,
-            seconds * 1000,
-            request.client.host if request.client else "-",
-        )
-        return response
-
+    app.add_middleware(RequestLog, metrics=request_metrics)
     return app

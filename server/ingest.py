@@ -1,7 +1,8 @@
 """`Ingestor`: one agent's batch of events checked, stored and answered event by event.
 
     Ingestor(engine, deployment, now=..., clock_skew=..., on_accepted=...)
-    ingest(grant, parsed, raw) -> BatchReport
+    ingest_body(grant, body, content_type) -> BatchReport   a request body
+    ingest(grant, parsed, raw) -> BatchReport                `parse_batch`'s answer
 
 An event is rejected, with a reason that starts with the field it is about,
 when it breaks the wire format, names a department outside the token's grant
@@ -24,19 +25,27 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
+from pydantic_core import from_json
 from sqlalchemy import Engine
 
 from casework.config import Deployment, UnknownCodeError
 from casework.errors import EventError
 from casework.events import CaseEvent
-from casework.wire import NDJSON_MEDIA_TYPES, dumps_line
-from server.store.events import EventStore, Gap, Outcome, write_transaction
+from casework.wire import (
+    NDJSON_MEDIA_TYPES,
+    EventFields,
+    dumps_line,
+    event_fields,
+    json_lines_of,
+    parse_batch,
+    parse_json_line,
+)
+from server.store.events import EventKey, EventRow, EventStore, Gap, write_transaction
 from server.store.streams import SOURCE_MAX, StreamStore
 from server.store.tokens import Grant
 
@@ -51,7 +60,8 @@ CaseKey = tuple[str, str]
 OnAccepted = Callable[[set[CaseKey]], object]
 
 _BOM: Final = b"\xef\xbb\xbf"
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+#: A string as JSON text, non-ASCII kept (what ``json.dumps(ensure_ascii=False)`` writes).
+_json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
 _FIRST_BYTE: Final = re.compile(rb"[^ \t\r\n]")
 
 
@@ -71,30 +81,61 @@ class EventResult:
 
 @dataclass(frozen=True, slots=True)
 class BatchReport:
-    """Every event's outcome in body order, and the cases that received new events."""
+    """Every event's outcome in body order, and the cases that received new events.
 
-    results: tuple[EventResult, ...]
+    Kept as one list per field (an event's `event_ids`, its `statuses`, and the
+    `reasons` of the rejected ones by index): a batch has thousands of events
+    and is answered without an object per event.
+    """
+
+    event_ids: Sequence[str | None]
+    statuses: Sequence[Status]
+    reasons: Mapping[int, str]
     cases: frozenset[CaseKey]
 
+    @property
+    def results(self) -> tuple[EventResult, ...]:
+        """One `EventResult` per event, in body order."""
+        reasons = self.reasons
+        return tuple(
+            EventResult(index, event_id, status, reasons.get(index))
+            for index, (event_id, status) in enumerate(
+                zip(self.event_ids, self.statuses, strict=True)
+            )
+        )
+
     def count(self, status: Status) -> int:
-        return sum(1 for r in self.results if r.status == status)
+        return self.statuses.count(status)
 
     def to_json(self) -> dict[str, object]:
         """The response body of ``POST /api/v1/events``."""
-        counts = Counter(r.status for r in self.results)
         return {
             "results": [
                 {"index": r.index, "event_id": r.event_id, "status": r.status, "reason": r.reason}
                 for r in self.results
             ],
-            "accepted": counts["accepted"],
-            "duplicate": counts["duplicate"],
-            "rejected": counts["rejected"],
+            "accepted": self.count("accepted"),
+            "duplicate": self.count("duplicate"),
+            "rejected": self.count("rejected"),
         }
 
     def to_bytes(self) -> bytes:
-        """`to_json` as compact UTF-8 JSON, as the response carries it."""
-        return _ENCODER.encode(self.to_json()).encode("utf-8")
+        """`to_json` as compact UTF-8 JSON, as the response carries it, written directly."""
+        reasons = self.reasons
+        parts = []
+        for index, (event_id, status) in enumerate(zip(self.event_ids, self.statuses, strict=True)):
+            reason = reasons.get(index)
+            shown_id = "null" if event_id is None else _json_string(event_id)
+            shown_reason = "null" if reason is None else _json_string(reason)
+            parts.append(
+                f'{{"index":{index},"event_id":{shown_id},"status":"{status}",'
+                f'"reason":{shown_reason}}}'
+            )
+        counts = (
+            f'"accepted":{self.count("accepted")},"duplicate":{self.count("duplicate")},'
+            f'"rejected":{self.count("rejected")}'
+        )
+        return f'{{"results":[{",".join(parts)}],{counts}}}'.encode()
 
 
 def raw_pieces(body: bytes, content_type: str | None, count: int) -> list[str]:
@@ -196,16 +237,26 @@ class Ingestor:
 
     def _own_problem(self, event: CaseEvent, latest: datetime) -> str | None:
         """Why `event` is rejected for its instant or source; None when it is not."""
-        if event.at > latest:
-            return (
-                f"at: {event.at.isoformat()} is later than the server's clock allows "
-                f"({latest.astimezone(UTC).isoformat()}, now plus "
-                f"{int(self.clock_skew.total_seconds())} s of clock skew)"
-            )
         source = event.extra.get("source")
-        if isinstance(source, str) and len(source) > SOURCE_MAX:
-            return f"source: longer than {SOURCE_MAX} characters"
-        return None
+        return self._instant_or_source_problem(
+            event.at, source if isinstance(source, str) else "", latest
+        )
+
+    def ingest_body(self, grant: Grant, body: bytes, content_type: str | None) -> BatchReport:
+        """Read, check and store one request body from the holder of `grant`.
+
+        The body is read as `casework.wire.parse_batch` reads it, and the same
+        as `ingest` of its answer; JSON Lines are read in one pass from each
+        line to its row, without a `CaseEvent` for a plainly well-formed line
+        (`casework.wire.event_fields`; any other line goes through
+        `parse_json_line`, so every reason is the same). Raises `EventError`
+        for a body that is neither a JSON array nor JSON Lines.
+        """
+        lines = json_lines_of(body, content_type)
+        if lines is None:
+            parsed = parse_batch(body, content_type)
+            return self.ingest(grant, parsed, lambda: raw_pieces(body, content_type, len(parsed)))
+        return self._store(grant, self._check(grant, _read_lines(lines)))
 
     def ingest(
         self,
@@ -223,62 +274,86 @@ class Ingestor:
         database fails; nothing reported accepted is lost then, and resending
         the batch is safe.
         """
-        latest = self.now() + self.clock_skew
-        valid: list[tuple[int, CaseEvent]] = []
-        rejected: list[tuple[int, str]] = []
-        scope: dict[tuple[str, str], str | None] = {}  # a batch names few (department, item)
-        for index, entry in enumerate(parsed):
-            if isinstance(entry, EventError):
-                rejected.append((index, entry.reason))
-                continue
-            pair = (entry.department, entry.item)
-            if pair in scope:
-                problem = scope[pair]
-            else:
-                problem = scope[pair] = self._scope_problem(grant, *pair)
-            problem = problem or self._own_problem(entry, latest)
-            if problem is None:
-                valid.append((index, entry))
-            else:
-                rejected.append((index, problem))
-
         pieces: list[str] = raw() if parsed else []
-        results: list[EventResult | None] = [None] * len(parsed)
-        cases: set[CaseKey] = set()
-        kept: list[tuple[str, str]] = []
-        for index, reason in rejected:
-            entry = parsed[index]
-            if isinstance(entry, CaseEvent):
-                body = pieces[index] if pieces else dumps_line(entry)
-                event_id: str | None = entry.event_id
-            else:
-                body = pieces[index] if pieces else ""
-                event_id = _event_id_of(body)
-            kept.append((body, reason))
-            results[index] = EventResult(index, event_id, "rejected", reason)
+        return self._store(grant, self._check(grant, _read_parsed(parsed, pieces)))
 
-        seqs: dict[str, list[int]] = {}
-        for entry in parsed:
-            if isinstance(entry, CaseEvent):
-                source = source_of(entry)
-                if len(source) <= SOURCE_MAX:
-                    numbers = seqs.setdefault(source, [])
-                    if entry.seq is not None:
-                        numbers.append(entry.seq)
+    def _check(self, grant: Grant, entries: Iterable[_Entry]) -> _Batch:
+        """The batch of `entries` checked: what to store, to reject and to answer.
 
-        events = [e for _, e in valid]
-        bodies = [pieces[i] for i, _ in valid] if pieces else None
-        outcomes: list[Outcome] = []
+        One loop for every event of a batch: written for speed, the checks of
+        `problem` in its order (scope, then instant, then source).
+        """
+        latest = self.now() + self.clock_skew
+        batch = _Batch()
+        event_ids = batch.event_ids
+        statuses = batch.statuses
+        rows = batch.rows
+        first = batch.first
+        seqs = batch.seqs
+        scope: dict[tuple[str, str], str | None] = {}  # a batch names few (department, item)
+        for fields, extra, body in entries:
+            if fields is None:  # unreadable: `extra` is the reason
+                batch.reject(_event_id_of(body), cast(str, extra), body)
+                continue
+            event_id, case_id, department, item, kind, at, seq = fields
+            source = cast(Mapping[str, object], extra).get("source")
+            if type(source) is not str:
+                source = ""
+            if len(source) <= SOURCE_MAX:
+                numbers = seqs.get(source)
+                if numbers is None:
+                    numbers = seqs[source] = []
+                if seq is not None:
+                    numbers.append(seq)
+            pair = (department, item)
+            problem = scope.get(pair, _UNSEEN)
+            if problem is _UNSEEN:
+                problem = scope[pair] = self._scope_problem(grant, department, item)
+            if problem is None and (at > latest or len(source) > SOURCE_MAX):
+                problem = self._instant_or_source_problem(at, source, latest)
+            if problem is not None:
+                batch.reject(event_id, problem, body)
+                continue
+            key = (department, event_id)
+            if key in first:  # the same event earlier in this batch: that one counts
+                event_ids.append(event_id)
+                statuses.append("duplicate")
+                continue
+            first[key] = len(event_ids)
+            event_ids.append(event_id)
+            statuses.append("accepted")
+            rows.append((department, event_id, case_id, item, kind, at, seq, body))
+        return batch
+
+    def _instant_or_source_problem(self, at: datetime, source: str, latest: datetime) -> str | None:
+        """`_own_problem` of an event at `at` whose ``source`` is `source`."""
+        if at > latest:
+            return (
+                f"at: {at.isoformat()} is later than the server's clock allows "
+                f"({latest.astimezone(UTC).isoformat()}, now plus "
+                f"{int(self.clock_skew.total_seconds())} s of clock skew)"
+            )
+        if len(source) > SOURCE_MAX:
+            return f"source: longer than {SOURCE_MAX} characters"
+        return None
+
+    def _store(self, grant: Grant, batch: _Batch) -> BatchReport:
+        """Store the checked `batch` in one transaction and report on it."""
+        before: set[EventKey] = set()
         gaps: list[Gap] = []
-        if events or kept or seqs:
+        if batch.rows or batch.kept or batch.seqs:
             with write_transaction(self.engine) as connection:
-                outcomes = self.events.add_in(connection, grant.agent, events, bodies)
-                self.events.quarantine_in(connection, grant.agent, kept)
-                gaps = self.streams.observe_in(connection, grant.agent, seqs) if seqs else []
-        for (index, event), outcome in zip(valid, outcomes, strict=True):
-            results[index] = EventResult(index, event.event_id, outcome)
-            if outcome == "accepted":
-                cases.add((event.department, event.case_id))
+                before = self.events.add_rows_in(connection, grant.agent, batch.rows)
+                self.events.quarantine_in(connection, grant.agent, batch.kept)
+                if batch.seqs:
+                    gaps = self.streams.observe_in(connection, grant.agent, batch.seqs)
+        statuses = batch.statuses
+        if before:
+            for key in before:
+                statuses[batch.first[key]] = "duplicate"
+            cases = frozenset((r[0], r[2]) for r in batch.rows if (r[0], r[1]) not in before)
+        else:
+            cases = frozenset((r[0], r[2]) for r in batch.rows)
         for gap in gaps:
             logger.warning(
                 "sequence gap: agent=%s source=%r expected=%d got=%d",
@@ -287,11 +362,83 @@ class Ingestor:
                 gap.expected,
                 gap.got,
             )
-
-        report = BatchReport(tuple(r for r in results if r is not None), frozenset(cases))
+        report = BatchReport(batch.event_ids, statuses, batch.reasons, cases)
         if cases and self.on_accepted is not None:
             try:
                 self.on_accepted(set(cases))
             except Exception:
                 logger.exception("on_accepted failed for %d case(s)", len(cases))
         return report
+
+
+class _Batch:
+    """A batch as it is read: each event's id and tentative status, the reasons of those
+    rejected, the rows to store (distinct keys, the first of each), the rejected
+    (body, reason) to keep, and the sequence numbers per source."""
+
+    __slots__ = ("event_ids", "first", "kept", "reasons", "rows", "seqs", "statuses")
+
+    def __init__(self) -> None:
+        self.event_ids: list[str | None] = []
+        self.statuses: list[Status] = []
+        self.reasons: dict[int, str] = {}
+        self.rows: list[EventRow] = []
+        self.first: dict[EventKey, int] = {}  # a stored row's key -> its event's index
+        self.kept: list[tuple[str, str]] = []
+        self.seqs: dict[str, list[int]] = {}
+
+    def reject(self, event_id: str | None, reason: str, body: str) -> None:
+        self.reasons[len(self.event_ids)] = reason
+        self.event_ids.append(event_id)
+        self.statuses.append("rejected")
+        self.kept.append((body, reason))
+
+
+#: One event as read: its fields and its decoded object (or `CaseEvent.extra`: where its
+#: ``source`` is) and its text; or, for one that cannot be read, None, the reason and its text.
+_Entry = tuple[EventFields | None, Mapping[str, object] | str, str]
+_UNSEEN: Final = "unseen"  # not a problem's wording: it never reaches an answer
+
+
+def _read_lines(lines: bytes) -> Iterator[_Entry]:
+    """The events of a JSON Lines body (`casework.wire.json_lines_of`), as `parse_batch`
+    reads them, each well-formed line straight to its fields."""
+    for number, chunk in enumerate(lines.split(b"\n"), start=1):
+        if not chunk or chunk.isspace():
+            continue
+        text = chunk.decode("utf-8", "replace").rstrip("\r")
+        try:
+            obj = from_json(chunk)
+        except ValueError:
+            obj = None
+        fields = event_fields(obj)
+        if fields is not None:
+            yield fields, obj, text
+            continue
+        try:  # anything unusual: read as parse_batch reads it, for the same reasons
+            event = parse_json_line(chunk, source="batch", line=number)
+        except EventError as exc:
+            yield None, exc.reason, text
+        else:
+            yield _fields_of(event), event.extra, text
+
+
+def _read_parsed(parsed: Sequence[CaseEvent | EventError], pieces: list[str]) -> Iterator[_Entry]:
+    """`parse_batch`'s answer as entries, with the events' texts `pieces` ([]: written anew)."""
+    for index, entry in enumerate(parsed):
+        if isinstance(entry, EventError):
+            yield None, entry.reason, pieces[index] if pieces else ""
+        else:
+            yield _fields_of(entry), entry.extra, pieces[index] if pieces else dumps_line(entry)
+
+
+def _fields_of(event: CaseEvent) -> EventFields:
+    return (
+        event.event_id,
+        event.case_id,
+        event.department,
+        event.item,
+        event.type,
+        event.at,
+        event.seq,
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -27,8 +26,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from casework.errors import EventError
-from casework.wire import parse_batch
-from server.ingest import BatchReport, Ingestor, raw_pieces
+from server.ingest import BatchReport, Ingestor
 from server.store.tokens import Grant, TokenStore
 
 __all__ = ["BatchResponse", "IngestContext", "RefusedError", "gunzip", "router"]
@@ -147,12 +145,9 @@ def _process(
     if encoding == "gzip":
         body = gunzip(body, context.max_body_bytes)
     try:
-        parsed = parse_batch(body, content_type)
+        report = context.ingestor.ingest_body(grant, body, content_type)
     except EventError as exc:
         raise RefusedError(400, exc.reason) from None
-    report = context.ingestor.ingest(
-        grant, parsed, lambda: raw_pieces(body, content_type, len(parsed))
-    )
     return report, report.to_bytes()
 
 
@@ -192,13 +187,12 @@ async def post_events(
     except RefusedError as problem:
         logger.info("ingest refused: status=%d reason=%s", problem.status, problem.reason)
         return problem.response()
-    counts = Counter(r.status for r in report.results)
     logger.info(
         "ingest: agent=%s events=%d accepted=%d duplicate=%d rejected=%d",
         grant.agent,
-        len(report.results),
-        counts["accepted"],
-        counts["duplicate"],
-        counts["rejected"],
+        len(report.statuses),
+        report.count("accepted"),
+        report.count("duplicate"),
+        report.count("rejected"),
     )
     return Response(answer, media_type="application/json")

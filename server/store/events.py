@@ -3,6 +3,7 @@
     add_batch(agent, events)        store a batch in one transaction -> accepted | duplicate
                                     (and queue its cases for projection, in that transaction)
     add_in(connection, agent, ...)  the same inside the caller's `write_transaction`
+    add_rows_in(connection, ...)    the same for rows read straight from the wire (ingest)
     events_of_case(dept, case_id)   a case's events, rebuilt from the stored wire JSON
     quarantine(agent, body, reason) keep a rejected event and why
     quarantine_many(agent, pairs)   keep a batch's rejected events, in one transaction
@@ -11,8 +12,9 @@
 An event is identified by (department, event_id); storing it again is a
 duplicate, never an error, so an agent may resend a batch after any failure.
 The batch goes to the driver as it is (``executemany`` on SQLite, one
-``INSERT ... SELECT FROM json_to_recordset(...)`` on PostgreSQL), without SQLAlchemy's
-per-row type processing: this is the ingest path.
+``INSERT ... SELECT FROM unnest(...)`` of binary arrays on PostgreSQL that also
+queues the cases), without SQLAlchemy's per-row type processing: this is the
+ingest path.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from sqlalchemy import Connection, Engine, func, select
 from casework.events import CaseEvent
 from casework.wire import dumps_line, parse_event
 from server.store import tables
-from server.store.queue import mark, sqlite_instant
+from server.store.queue import mark
 
 __all__ = [
     "ACCEPTED",
     "DUPLICATE",
+    "EventKey",
+    "EventRow",
     "EventStore",
     "Gap",
     "Outcome",
@@ -71,25 +75,51 @@ class Gap:
     detected_at: datetime
 
 
+#: An event as `EventStore.add_rows_in` takes it:
+#: (department, event_id, case_id, item, type, at, seq, body as received).
+EventRow = tuple[str, str, str, str, str, datetime, int | None, str]
+#: An event's key: (department, event_id).
+EventKey = tuple[str, str]
+
 _COLUMNS: Final = (
     "department, event_id, case_id, item, type, at, seq, source_agent, received_at, body"
 )
-_INSERT_SQLITE: Final = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# The keys of the batch already stored, found through the unique (department, event_id) index.
-_EXISTING_SQLITE: Final = (
-    "SELECT department, event_id FROM events WHERE (department, event_id) IN"
-    " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+_INSERT_SQLITE: Final = (
+    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (department, event_id) DO NOTHING"
 )
-# One statement for the batch, its rows sent as one JSON document (encoded in C here and
-# read in C there; psycopg quotes each element of a text array in Python). ON CONFLICT
-# DO NOTHING waits for a concurrent transaction inserting the same key and skips it if
-# that one commits.
+# The last `n` rows inserted: under the write lock, the rowids of new rows follow the table's
+# largest (SQLite picks another only once the largest possible rowid is taken).
+_LATEST_SQLITE: Final = "SELECT department, event_id FROM events ORDER BY id DESC LIMIT ?"
+# One statement for the batch: the rows sent as one array per column in PostgreSQL's binary
+# format (`%b`: psycopg writes those in C, where a JSON document cost twice the time to
+# encode here and to read there, and text arrays are quoted element by element in Python),
+# the cases of those stored queued for projection, sorted so that concurrent transactions
+# lock them in one order (`server.store.queue`), and the keys that were stored before
+# returned. ON CONFLICT DO NOTHING waits for a concurrent transaction inserting the same
+# key and skips it if that one commits.
 _INSERT_PG: Final = (
-    f"INSERT INTO events ({_COLUMNS})"
-    " SELECT d, e, c, i, t, a::timestamptz, s, %s, %s, b FROM json_to_recordset(%s::json)"
-    " AS u(d text, e text, c text, i text, t text, a text, s bigint, b text)"
-    " ON CONFLICT (department, event_id) DO NOTHING RETURNING department, event_id"
+    "WITH batch AS MATERIALIZED ("
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %b::bigint[], %b::text[]) AS u(d, e, c, i, t, a, s, b)),"
+    " stored AS ("
+    f" INSERT INTO events ({_COLUMNS})"
+    " SELECT d, e, c, i, t, a, s, %s, %s, b FROM batch"
+    " ON CONFLICT (department, event_id) DO NOTHING RETURNING department, event_id, case_id),"
+    " queued AS ("
+    " INSERT INTO projection_queue (department, case_id, version, marked_at)"
+    " SELECT DISTINCT department, case_id, 1, %s::timestamptz FROM stored"
+    " ORDER BY department, case_id"
+    " ON CONFLICT (department, case_id) DO UPDATE SET version = projection_queue.version + 1)"
+    " SELECT d, e FROM batch WHERE NOT EXISTS"
+    " (SELECT FROM stored WHERE stored.department = batch.d AND stored.event_id = batch.e)"
 )
+
+
+def _sqlite_text(at: datetime) -> str:
+    """An aware instant as `tables.UTCDateTime` stores it on SQLite: naive UTC text
+    (`server.store.queue.sqlite_instant`, a third cheaper: ingest writes one per event)."""
+    return at.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
 
 @contextmanager
@@ -149,98 +179,83 @@ class EventStore:
         """`add_batch` inside the caller's transaction (`write_transaction`)."""
         if not events:
             return []
-        received_at = self.now()
-        first: dict[tuple[str, str], int] = {}
+        first: dict[EventKey, int] = {}
+        rows: list[EventRow] = []
         for index, event in enumerate(events):
-            first.setdefault((event.department, event.event_id), index)
-        # Body order, so `id` keeps the order of arrival. Two servers inserting the same
-        # keys in different orders could deadlock on PostgreSQL; it aborts one of them,
-        # whose agent resends: an agent resends a batch in the order it sent it.
-        order = list(first)
-        if connection.dialect.name == "postgresql":
-            stored = self._insert_pg(connection, agent, events, bodies, order, first, received_at)
-        else:
-            stored = self._insert_sqlite(
-                connection, agent, events, bodies, order, first, received_at
-            )
-        mark(
-            connection,
-            {(events[first[k]].department, events[first[k]].case_id) for k in stored},
-            received_at,
-        )
+            key = (event.department, event.event_id)
+            if key not in first:
+                first[key] = index
+                body = bodies[index] if bodies is not None else dumps_line(event)
+                rows.append(
+                    (
+                        event.department,
+                        event.event_id,
+                        event.case_id,
+                        event.item,
+                        event.type,
+                        event.at,
+                        event.seq,
+                        body,
+                    )
+                )
+        before = self.add_rows_in(connection, agent, rows)
         return [
             ACCEPTED
-            if first[(e.department, e.event_id)] == i and (e.department, e.event_id) in stored
+            if first[key := (e.department, e.event_id)] == i and key not in before
             else DUPLICATE
             for i, e in enumerate(events)
         ]
 
+    def add_rows_in(
+        self, connection: Connection, agent: str, rows: Sequence[EventRow]
+    ) -> set[EventKey]:
+        """Store `rows` from `agent` inside the caller's transaction (`write_transaction`) and
+        queue the cases of those stored; the keys of those that were stored before.
+
+        The rows' keys (department, event_id) must be distinct. The body of each
+        is kept as given. The rest as `add_batch`: this is its single pass, for
+        ingest, which reads its rows without making `CaseEvent`s.
+        """
+        if not rows:
+            return set()
+        # Body order, so `id` keeps the order of arrival. Two servers inserting the same
+        # keys in different orders could deadlock on PostgreSQL; it aborts one of them,
+        # whose agent resends: an agent resends a batch in the order it sent it.
+        received_at = self.now()
+        if connection.dialect.name == "postgresql":
+            return self._insert_pg(connection, agent, rows, received_at)
+        return self._insert_sqlite(connection, agent, rows, received_at)
+
     @staticmethod
     def _insert_sqlite(
-        connection: Connection,
-        agent: str,
-        events: Sequence[CaseEvent],
-        bodies: Sequence[str] | None,
-        order: list[tuple[str, str]],
-        first: dict[tuple[str, str], int],
-        received_at: datetime,
-    ) -> set[tuple[str, str]]:
-        found = connection.exec_driver_sql(_EXISTING_SQLITE, (json.dumps(order),))
-        existing = {(d, e) for d, e in found}
-        received = sqlite_instant(received_at)
-        rows = []
-        for key in order:
-            if key in existing:
-                continue
-            index = first[key]
-            event = events[index]
-            rows.append(
-                (
-                    event.department,
-                    event.event_id,
-                    event.case_id,
-                    event.item,
-                    event.type,
-                    sqlite_instant(event.at),
-                    event.seq,
-                    agent,
-                    received,
-                    bodies[index] if bodies is not None else dumps_line(event),
-                )
-            )
-        if rows:
-            connection.exec_driver_sql(_INSERT_SQLITE, rows)
-        return {(row[0], row[1]) for row in rows}
+        connection: Connection, agent: str, rows: Sequence[EventRow], received_at: datetime
+    ) -> set[EventKey]:
+        received = _sqlite_text(received_at)
+        cursor = connection.exec_driver_sql(
+            _INSERT_SQLITE,
+            [
+                (d, e, c, i, t, _sqlite_text(a), s, agent, received, b)
+                for d, e, c, i, t, a, s, b in rows
+            ],
+        )
+        inserted = cursor.rowcount
+        if inserted == len(rows):
+            before: set[EventKey] = set()
+            cases = {(row[0], row[2]) for row in rows}
+        else:
+            stored = set(connection.exec_driver_sql(_LATEST_SQLITE, (inserted,)).tuples())
+            before = {(row[0], row[1]) for row in rows} - stored
+            cases = {(row[0], row[2]) for row in rows if (row[0], row[1]) in stored}
+        mark(connection, cases, received_at)
+        return before
 
     @staticmethod
     def _insert_pg(
-        connection: Connection,
-        agent: str,
-        events: Sequence[CaseEvent],
-        bodies: Sequence[str] | None,
-        order: list[tuple[str, str]],
-        first: dict[tuple[str, str], int],
-        received_at: datetime,
-    ) -> set[tuple[str, str]]:
-        rows = []
-        for key in order:
-            index = first[key]
-            event = events[index]
-            rows.append(
-                {
-                    "d": event.department,
-                    "e": event.event_id,
-                    "c": event.case_id,
-                    "i": event.item,
-                    "t": event.type,
-                    "a": event.at.isoformat(),
-                    "s": event.seq,
-                    "b": bodies[index] if bodies is not None else dumps_line(event),
-                }
-            )
-        columns = (agent, received_at, json.dumps(rows))
-        result = connection.exec_driver_sql(_INSERT_PG, columns)
-        return {(d, e) for d, e in result}
+        connection: Connection, agent: str, rows: Sequence[EventRow], received_at: datetime
+    ) -> set[EventKey]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        result = connection.exec_driver_sql(_INSERT_PG, (*columns, agent, received_at, received_at))
+        return set(result.tuples())
 
     def events_of_case(self, department: str, case_id: str) -> list[CaseEvent]:
         """Every stored event of the case (department, case_id), in the order they arrived.

@@ -39,7 +39,8 @@ _MARK_SQLITE = (
     "INSERT INTO projection_queue (department, case_id, version, marked_at) VALUES (?, ?, 1, ?)"
     " ON CONFLICT (department, case_id) DO UPDATE SET version = projection_queue.version + 1"
 )
-# The keys as one JSON array of [department, case_id] (see events._INSERT_PG for why).
+# The keys as one JSON array of [department, case_id]. Ingest's statement on PostgreSQL
+# (`server.store.events`) queues the cases of the events it stores itself.
 _MARK_PG = (
     "INSERT INTO projection_queue (department, case_id, version, marked_at)"
     " SELECT k->>0, k->>1, 1, %s FROM json_array_elements(%s::json) AS k"

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store import tables
 from server.store.events import Gap
+from server.store.queue import sqlite_instant
 
 __all__ = ["SOURCE_MAX", "StreamStore", "find_gaps"]
 
@@ -63,14 +63,20 @@ class StreamStore:
         self.engine = engine
         self.now = now
         name = engine.dialect.name
-        dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        touch = dialect_insert(tables.streams)
+        self._postgres = name == "postgresql"
+        mark = "%s" if self._postgres else "?"
         # One statement: the stream created if new, its `last_seen_at` set and its row
-        # locked either way, and its `last_seq` as it was returned.
-        self._touch = touch.on_conflict_do_update(
-            index_elements=[tables.streams.c.agent, tables.streams.c.source],
-            set_={"last_seen_at": touch.excluded.last_seen_at},
-        ).returning(tables.streams.c.last_seq)
+        # locked either way, and its `last_seq` as it was returned. Driver-level SQL, as
+        # the rest of ingest: one of these runs with every batch.
+        self._touch = (
+            "INSERT INTO streams (agent, source, last_seq, last_seen_at)"
+            f" VALUES ({mark}, {mark}, NULL, {mark})"
+            " ON CONFLICT (agent, source) DO UPDATE SET last_seen_at = excluded.last_seen_at"
+            " RETURNING last_seq"
+        )
+        self._advance = (
+            f"UPDATE streams SET last_seq = {mark} WHERE agent = {mark} AND source = {mark}"
+        )
         # SQLite has one writer at a time; taking it here, before the read, spares a
         # transaction that read first the "database is locked" error when it writes.
         self._lock = threading.Lock() if name == "sqlite" else None
@@ -99,19 +105,13 @@ class StreamStore:
         """`observe` inside the caller's transaction; on SQLite one that already holds the
         write lock (`server.store.events.write_transaction`)."""
         now = self.now()
-        s = tables.streams.c
+        stamp: datetime | str = now if self._postgres else sqlite_instant(now)
         found: list[Gap] = []
         for source in sorted(seqs):
-            last_seq = connection.execute(
-                self._touch,
-                {"agent": agent, "source": source, "last_seq": None, "last_seen_at": now},
-            ).scalar_one()
+            last_seq = connection.exec_driver_sql(self._touch, (agent, source, stamp)).scalar_one()
             gaps, last = find_gaps(last_seq, seqs[source])
             if last != last_seq:
-                connection.execute(
-                    tables.streams.update().where(s.agent == agent, s.source == source),
-                    {"last_seq": last},
-                )
+                connection.exec_driver_sql(self._advance, (last, agent, source))
             for expected, got in gaps:
                 found.append(Gap(agent, source, expected, got, now))
                 connection.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -321,3 +322,17 @@ def test_far_future_is_relative_to_the_injected_clock(server: Server) -> None:
     late = server.post([event(2, at=(limit + timedelta(seconds=1)).isoformat())]).json()
     assert ok["accepted"] == 1
     assert late["rejected"] == 1
+
+
+def test_each_request_is_logged_once_with_its_status(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="server.access"):
+        server.post(lines(event(1)), **{"content-type": "application/x-ndjson"})
+        server.post(lines(event(2)), authorization="Bearer nope")
+    logged = [r.getMessage() for r in caplog.records if r.name == "server.access"]
+    assert [line.rsplit(" duration_ms=", 1)[0] for line in logged] == [
+        "request method=POST path=/api/v1/events status=200",
+        "request method=POST path=/api/v1/events status=401",
+    ]
+    assert all(line.endswith(" client=testclient") for line in logged)

@@ -123,20 +123,24 @@ def test_a_batch_that_fails_half_way_stores_nothing(migrated: Engine) -> None:
     big = [event(f"e{i}", case_id=f"C{i}") for i in range(5000)]
     statements: list[str] = []
 
-    def crash_after_the_events_are_written(*args: Any) -> None:
-        statements.append(args[2].split("(")[0].strip())
-        if args[2].startswith("INSERT INTO projection_queue"):
-            raise InjectedCrashError
+    def note(*args: Any) -> None:
+        statements.append(args[2])
 
-    sqlalchemy_event.listen(migrated, "before_cursor_execute", crash_after_the_events_are_written)
+    def crash_after_the_events_are_written(*_: Any) -> None:
+        raise InjectedCrashError
+
+    # Every statement of the batch is sent (the events, their cases' queue rows), then the
+    # commit fails.
+    sqlalchemy_event.listen(migrated, "before_cursor_execute", note)
+    sqlalchemy_event.listen(migrated, "commit", crash_after_the_events_are_written)
     try:
         with pytest.raises(InjectedCrashError):
             store.add_batch("agent-1", big)
     finally:
-        sqlalchemy_event.remove(
-            migrated, "before_cursor_execute", crash_after_the_events_are_written
-        )
-    assert "INSERT INTO events" in statements  # the crash came after the events were sent
+        sqlalchemy_event.remove(migrated, "before_cursor_execute", note)
+        sqlalchemy_event.remove(migrated, "commit", crash_after_the_events_are_written)
+    assert any("INSERT INTO events" in s for s in statements)
+    assert any("INSERT INTO projection_queue" in s for s in statements)
     assert store.count() == 10
     assert ProjectionQueue(migrated).pending() == 1  # the first batch's one case only
     assert store.add_batch("agent-1", big) == ["duplicate"] * 10 + ["accepted"] * 4990
