@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, cast
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -161,10 +162,23 @@ def _parse_at(value: object) -> datetime:
         ) from exc
 
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
-Name = Annotated[str, Field(min_length=1)]
+#: The largest `seq`: what the stores keep in a signed 64-bit integer.
+SEQ_MAX: Final = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    """Text the stores can keep: PostgreSQL's text holds no NUL character."""
+    if "\x00" in value:
+        raise PydanticCustomError("wire", "must not contain the NUL character (U+0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+Name = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
 Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
+SeqNumber = Annotated[int, Field(ge=1, le=SEQ_MAX)]
 
 
 class WireEvent(BaseModel):
@@ -180,7 +194,7 @@ class WireEvent(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
     event_id: Id
-    seq: Positive | None = None
+    seq: SeqNumber | None = None
     case_id: Id
     department: Name
     item: Name
@@ -188,12 +202,12 @@ class WireEvent(BaseModel):
     at: Annotated[datetime, PlainValidator(_parse_at)]
     promised_days: Count | None = Field(default=None, validate_default=True)
     legal_days: Count | None = Field(default=None, validate_default=True)
-    reason: str | None = Field(default=None, validate_default=True)
+    reason: Text | None = Field(default=None, validate_default=True)
     days: Positive | None = Field(default=None, validate_default=True)
     step: Name | None = Field(default=None, validate_default=True)
-    handler: str | None = Field(default=None, validate_default=True)
+    handler: Text | None = Field(default=None, validate_default=True)
     step_days: Count | None = Field(default=None, validate_default=True)
-    result: str | None = Field(default=None, validate_default=True)
+    result: Text | None = Field(default=None, validate_default=True)
 
     @field_validator("type")
     @classmethod
@@ -240,6 +254,8 @@ def _error(details: ErrorDetails, source: str, line: int | None) -> EventError:
         problem = f"must be an integer, not {_kind(value)}"
     elif code == "greater_than_equal":
         problem = f"must be at least {ctx['ge']}"
+    elif code == "less_than_equal":
+        problem = f"must be at most {ctx['le']}"
     elif code == "string_too_short":
         problem = "must not be empty"
     elif code == "string_too_long":
@@ -317,9 +333,10 @@ def _fits(obj: dict[str, Any], kind: str) -> bool:
         elif name == "days":
             ok = _plain_int(value, 1)
         elif name == "step":
-            ok = type(value) is str and len(value) >= 1
+            ok = type(value) is str and len(value) >= 1 and "\x00" not in value
         else:  # reason, handler, result
             ok = type(value) is str and value in _CHOICES.get(name, (value,))
+            ok = ok and "\x00" not in value
         if not ok:
             return False
     return True
@@ -362,7 +379,11 @@ def event_fields(obj: object) -> EventFields | None:
         and type(kind) is str
         and kind in _EVENT_TYPES
         and type(at) is str
-        and (seq is None or (type(seq) is int and seq >= 1))
+        and (seq is None or (type(seq) is int and 1 <= seq <= SEQ_MAX))
+        and "\x00" not in event_id
+        and "\x00" not in case_id
+        and "\x00" not in department
+        and "\x00" not in item
         and (not _REQUIRED_FOR[kind] if basic else _fits(obj, kind))
         and _AT_COMPLETE.fullmatch(at) is not None
     ):
@@ -433,7 +454,7 @@ def parse_json_line(text: str | bytes, *, source: str = "", line: int | None = N
     """
     try:
         fast = _fast_event(from_json(text))
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a str that is not Unicode (a lone surrogate)
         fast = None  # unreadable: the validation below says why
     if fast is not None:
         return fast

@@ -299,7 +299,8 @@ class Ingestor:
             source = cast(Mapping[str, object], extra).get("source")
             if type(source) is not str:
                 source = ""
-            if len(source) <= SOURCE_MAX:
+            keepable = len(source) <= SOURCE_MAX and "\x00" not in source
+            if keepable:
                 numbers = seqs.get(source)
                 if numbers is None:
                     numbers = seqs[source] = []
@@ -309,7 +310,7 @@ class Ingestor:
             problem = scope.get(pair, _UNSEEN)
             if problem is _UNSEEN:
                 problem = scope[pair] = self._scope_problem(grant, department, item)
-            if problem is None and (at > latest or len(source) > SOURCE_MAX):
+            if problem is None and (at > latest or not keepable):
                 problem = self._instant_or_source_problem(at, source, latest)
             if problem is not None:
                 batch.reject(event_id, problem, body)
@@ -335,6 +336,8 @@ class Ingestor:
             )
         if len(source) > SOURCE_MAX:
             return f"source: longer than {SOURCE_MAX} characters"
+        if "\x00" in source:
+            return "source: must not contain the NUL character (U+0000)"
         return None
 
     def _store(self, grant: Grant, batch: _Batch) -> BatchReport:

@@ -116,6 +116,12 @@ _INSERT_PG: Final = (
 )
 
 
+def _keepable(body: str) -> str:
+    """A rejected body as the store keeps it: as received, but for a NUL character
+    (which PostgreSQL's text cannot hold), kept as its JSON escape \\u0000."""
+    return body.replace("\x00", "\\u0000") if "\x00" in body else body
+
+
 def _sqlite_text(at: datetime) -> str:
     """An aware instant as `tables.UTCDateTime` stores it on SQLite: naive UTC text
     (`server.store.queue.sqlite_instant`, a third cheaper: ingest writes one per event)."""
@@ -283,7 +289,7 @@ class EventStore:
 
     def quarantine(self, agent: str, body: str, reason: str) -> None:
         """Keep an event `agent` sent that was rejected: its `body` as received and the `reason`."""
-        row = {"received_at": self.now(), "agent": agent, "reason": reason, "body": body}
+        row = {"received_at": self.now(), "agent": agent, "reason": reason, "body": _keepable(body)}
         with self.engine.begin() as connection:
             connection.execute(tables.quarantine.insert(), row)
 
@@ -302,7 +308,7 @@ class EventStore:
             return
         now = self.now()
         rows = [
-            {"received_at": now, "agent": agent, "reason": reason, "body": body}
+            {"received_at": now, "agent": agent, "reason": reason, "body": _keepable(body)}
             for body, reason in rejected
         ]
         connection.execute(tables.quarantine.insert(), rows)

@@ -19,6 +19,7 @@ from casework.events import EVENT_TYPES, RESULTS, SUSPEND_REASONS, CaseEvent
 from casework.wire import (
     NO_OFFSET,
     NOT_RFC3339,
+    SEQ_MAX,
     WireEvent,
     dumps_line,
     iter_json_lines,
@@ -238,12 +239,14 @@ def test_bool_is_not_an_int(parse: Parse, field: str, changes: dict[str, Any]) -
     ("changes", "field", "problem"),
     [
         ({"seq": 0}, "seq", "must be at least 1"),
+        ({"seq": SEQ_MAX + 1}, "seq", f"must be at most {SEQ_MAX}"),
+        ({"case_id": "C\x001"}, "case_id", "must not contain the NUL character (U+0000)"),
         ({"type": "extended", "days": 0}, "days", "must be at least 1"),
         ({"promised_days": -1}, "promised_days", "must be at least 0"),
         ({"type": "step", "step": "审查", "step_days": -1}, "step_days", "must be at least 0"),
     ],
 )
-def test_numbers_below_minimum(
+def test_numbers_and_text_out_of_range(
     parse: Parse, changes: dict[str, Any], field: str, problem: str
 ) -> None:
     err = rejected(parse, wire(**changes))
@@ -511,8 +514,10 @@ def test_dumps_line_is_compact_utf8_without_newline() -> None:
 
 WIRE_FIELDS = frozenset(WireEvent.model_fields)
 CHINESE = st.sampled_from(["市场监督管理局", "行政许可-0042", "张三", "特别程序·听证", "办结"])
-NAMES = st.one_of(CHINESE, st.text(min_size=1, max_size=40))
-IDS = st.one_of(CHINESE, st.text(min_size=1, max_size=128))
+#: Any text but a NUL character, which no field may hold (no store could keep it).
+KEEPABLE = st.characters(exclude_characters="\x00")
+NAMES = st.one_of(CHINESE, st.text(KEEPABLE, min_size=1, max_size=40))
+IDS = st.one_of(CHINESE, st.text(KEEPABLE, min_size=1, max_size=128))
 OFFSETS = st.sampled_from(
     [
         CST,
@@ -555,7 +560,7 @@ def case_events(draw: st.DrawFn) -> CaseEvent:
         fields["days"] = draw(st.integers(min_value=1))
     elif kind == "step":
         fields["step"] = draw(NAMES)
-        fields["handler"] = draw(st.none() | st.text() | CHINESE)
+        fields["handler"] = draw(st.none() | st.text(KEEPABLE) | CHINESE)
         fields["step_days"] = draw(st.none() | DAYS)
     elif kind == "completed":
         fields["result"] = draw(st.none() | st.sampled_from(RESULTS))
@@ -566,7 +571,7 @@ def case_events(draw: st.DrawFn) -> CaseEvent:
         item=draw(NAMES),
         type=kind,  # type: ignore[arg-type]
         at=draw(TIMES),
-        seq=draw(st.none() | st.integers(min_value=1)),
+        seq=draw(st.none() | st.integers(min_value=1, max_value=SEQ_MAX)),
         extra=draw(EXTRA),
         **fields,
     )
@@ -602,3 +607,22 @@ def test_every_example_in_the_docs_is_valid() -> None:
             assert isinstance(result, CaseEvent), f"line {number}: {result}"
             seen.add(result.type)
     assert seen == set(EVENT_TYPES)
+
+
+def test_a_line_that_is_not_unicode_is_an_event_error_not_a_crash() -> None:
+    """A str holding a lone surrogate (text decoded with surrogateescape, say)."""
+    text = json.dumps({**to_wire_base(), "item": "\ud800"}, ensure_ascii=False)
+    with pytest.raises(EventError) as caught:
+        parse_json_line(text, source="s", line=3)
+    assert caught.value.problem == "text is not valid UTF-8"
+
+
+def to_wire_base() -> dict[str, Any]:
+    return {
+        "event_id": "e-1",
+        "case_id": "C-1",
+        "department": "fgw",
+        "item": "fgw-001",
+        "type": "accepted",
+        "at": "2024-03-01T09:30:00+08:00",
+    }

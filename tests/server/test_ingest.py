@@ -142,6 +142,43 @@ def test_one_batch_accepted_duplicate_and_rejected(server: Server) -> None:
     assert server.heard == [{("fgw", "C-1"), ("fgw", "C-9"), ("jyj", "C-10")}]
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_values_no_store_can_keep_are_rejected_not_the_batch(
+    server: Server, content_type: str
+) -> None:
+    """A NUL character (PostgreSQL's text cannot hold one) or a `seq` beyond 64 bits is the
+    event's problem, with a reason naming the field; the good events of the batch go in."""
+    batch = [
+        event(1),
+        event(2, case_id="C\x002"),
+        event(3, type="completed", result="approved\x00"),
+        event(4, seq=2**63),
+        event(5, source="drop\x00folder", seq=1),
+        event(6, seq=2**63 - 1),
+    ]
+    if content_type == "application/json":
+        response = server.post(json.dumps(batch).encode(), **{"content-type": content_type})
+    else:  # one more line: a raw NUL byte, not JSON at all
+        body = lines(*batch) + b'{"event_id": "e-7\x00"}\n'
+        response = server.post(body, **{"content-type": content_type})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    statuses = [r["status"] for r in results]
+    assert statuses[:6] == ["accepted", *["rejected"] * 4, "accepted"]
+    reasons = [r["reason"] for r in results]
+    assert reasons[1].startswith("case_id: must not contain the NUL character (U+0000)")
+    assert reasons[2].startswith("result: must not contain the NUL character (U+0000)")
+    assert reasons[3].startswith("seq: must be at most 9223372036854775807")
+    assert reasons[4] == "source: must not contain the NUL character (U+0000)"
+    assert server.count(tables.events) == 2
+    kept = EventStore(server.engine).quarantined()
+    assert len(kept) == len(results) - 2
+    if content_type != "application/json":
+        assert statuses[6] == "rejected"
+        assert reasons[6].startswith("malformed JSON")
+        assert kept[0].body == '{"event_id": "e-7\\u0000"}'  # kept, its NUL escaped
+
+
 def test_a_resent_batch_is_all_duplicates(server: Server) -> None:
     batch = [event(1), event(2), event(3, type="opened")]
     first = server.post(batch).json()
