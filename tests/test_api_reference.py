@@ -3,7 +3,6 @@ document, names every route, and says which routes need which bearer token."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Annotated, Any
 import pytest
 from fastapi import FastAPI, Header
 from fastapi.routing import APIRoute
+from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 API_MD = ROOT / "docs" / "api.md"
@@ -20,14 +20,7 @@ API_MD = ROOT / "docs" / "api.md"
 
 @cache
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_api_reference", ROOT / "scripts" / "make_api_reference.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_api_reference.py", "make_api_reference")
 
 
 @cache

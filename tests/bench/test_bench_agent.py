@@ -3,25 +3,16 @@ running process tracks them all and serves them on /metrics. Nothing here is tim
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "agentprocess.py"
+from scriptload import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("esup_bench_agentprocess", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/agentprocess.py", "esup_bench_agentprocess")
 
 
 def test_the_built_state_is_tracked_and_served(bench: ModuleType, tmp_path: Path) -> None:

@@ -6,30 +6,20 @@ its file. Nothing here is timed.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import date, datetime
-from pathlib import Path
 from types import ModuleType
 from zoneinfo import ZoneInfo
 
 import pytest
+from scriptload import load_script
 
 from casework.clock import Limits
 from casework.events import CaseEvent
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "clock.py"
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("esup_bench_clock", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while defining
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/clock.py", "esup_bench_clock")
 
 
 def test_clock_agrees_with_the_day_walking_baseline(bench: ModuleType) -> None:

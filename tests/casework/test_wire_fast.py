@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from test_wire import JSON_VALUES, case_events
+from test_wire import JSON_VALUES, case_events, to_wire_base
 
 from casework import wire
 from casework.errors import EventError
@@ -104,14 +104,3 @@ def test_a_line_is_read_as_pydantic_reads_it(obj: dict[str, Any]) -> None:
 def test_not_a_dict_and_odd_keys_take_the_slow_path() -> None:
     for obj in ([], "x", None, 5, {**to_wire_base(), 1: "x"}):
         assert same(fast(obj), slow(obj))
-
-
-def to_wire_base() -> dict[Any, Any]:
-    return {
-        "event_id": "e-1",
-        "case_id": "C-1",
-        "department": "fgw",
-        "item": "fgw-001",
-        "type": "accepted",
-        "at": "2024-03-01T09:30:00+08:00",
-    }

@@ -3,26 +3,19 @@ writes, their uids are fixed, and the provisioning points at the datasource they
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import yaml
+from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "config" / "grafana"
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_dashboards", ROOT / "scripts" / "make_dashboards.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_dashboards.py", "make_dashboards")
 
 
 def test_committed_dashboards_equal_the_script_output() -> None:

@@ -9,7 +9,6 @@ its events at that instant, and both must hold the same rows and cards.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from scriptload import load_script
 from sqlalchemy import Engine, select, update
 from test_cases import TZ, FakeCatalog, FakeNow, clock, local
 from test_figures import daily_counts
@@ -34,17 +34,9 @@ from server.store.events import EventStore
 from server.store.migrate import upgrade_engine
 from server.store.queue import ProjectionQueue
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "clock.py"
-
 
 def bench_clock() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("esup_bench_clock_schedules", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/clock.py", "esup_bench_clock_schedules")
 
 
 def synthetic(n: int, seed: int) -> tuple[list[CaseEvent], FakeCatalog]:
@@ -146,12 +138,19 @@ def rows_with_schedules(engine: Engine) -> list[str]:
         return list(connection.execute(select(c.schedule).where(c.schedule.is_not(None))).scalars())
 
 
-def test_a_case_with_events_in_the_queue_is_derived_from_them(migrated: Engine) -> None:
+def accepted_and_projected(migrated: Engine, config: str = "") -> tuple[FakeNow, Counting]:
+    """DESIGN.md's worked example, accepted 2018-10-15 10:00 (7/10 days) and projected."""
     now = FakeNow("2018-10-15 10:00")
-    cases = Counting(migrated, clock(), FakeCatalog({"zrzy-001": Limits(7, 10, 2)}), now=now)
+    catalog = FakeCatalog({"zrzy-001": Limits(7, 10, 2)})
+    cases = Counting(migrated, clock(), catalog, config=config, now=now)
     accepted = CaseEvent("X1-1", "X1", "zrzy", "zrzy-001", "accepted", local("2018-10-15 10:00"))
     EventStore(migrated).add_batch("agent-1", [accepted])
     project(migrated, cases)
+    return now, cases
+
+
+def test_a_case_with_events_in_the_queue_is_derived_from_them(migrated: Engine) -> None:
+    now, cases = accepted_and_projected(migrated)
     # Completed before its warning: stored, queued, not yet projected.
     completed = CaseEvent("X1-2", "X1", "zrzy", "zrzy-001", "completed", local("2018-10-19 16:00"))
     EventStore(migrated).add_batch("agent-1", [completed])
@@ -165,11 +164,7 @@ def test_a_case_with_events_in_the_queue_is_derived_from_them(migrated: Engine) 
 
 
 def test_a_case_stored_without_a_schedule_is_derived_and_gets_one(migrated: Engine) -> None:
-    now = FakeNow("2018-10-15 10:00")
-    cases = Counting(migrated, clock(), FakeCatalog({"zrzy-001": Limits(7, 10, 2)}), now=now)
-    accepted = CaseEvent("X1-1", "X1", "zrzy", "zrzy-001", "accepted", local("2018-10-15 10:00"))
-    EventStore(migrated).add_batch("agent-1", [accepted])
-    project(migrated, cases)
+    now, cases = accepted_and_projected(migrated)
     with migrated.begin() as connection:  # as a database upgraded from before schedules
         connection.execute(update(tables.cases).values(schedule=None))
     now.set("2018-10-22 08:00")
@@ -187,12 +182,7 @@ def test_a_case_stored_without_a_schedule_is_derived_and_gets_one(migrated: Engi
 def test_a_schedule_planned_under_another_configuration_is_not_followed(
     migrated: Engine,
 ) -> None:
-    now = FakeNow("2018-10-15 10:00")
-    catalog = FakeCatalog({"zrzy-001": Limits(7, 10, 2)})
-    cases = Counting(migrated, clock(), catalog, config="before", now=now)
-    accepted = CaseEvent("X1-1", "X1", "zrzy", "zrzy-001", "accepted", local("2018-10-15 10:00"))
-    EventStore(migrated).add_batch("agent-1", [accepted])
-    project(migrated, cases)
+    now, cases = accepted_and_projected(migrated, config="before")
     # A holiday added, say: the clock may now see the case otherwise.
     cases.reconfigure(clock(), FakeCatalog({"zrzy-001": Limits(8, 10, 2)}), "after")
     now.set("2018-10-22 08:00")
