@@ -2,7 +2,11 @@
 
 Starts a real ``esup-server run`` on a fresh database (SQLite, or PostgreSQL
 with ``--postgres``), posts seeded events in batches of 1,000 as JSON Lines
-from one keep-alive client, and reports events per second from the first post
+from `--agents` agents at once (default 4; each with its own token, its own
+keep-alive connection and its own ``source`` and ``seq``, sending its share of
+the batches in order, each batch waiting for its answer, as agents beside
+several workflow systems do), and again from one agent that sends them all,
+and reports events per second from the first post
 to the last answer, then how long the server takes to project every case
 (``GET /api/v1/projection`` until nothing is pending; the answer comes once
 the events are stored, the case state after). The baseline stores the same
@@ -14,7 +18,8 @@ serves the same application without any projection (``on_accepted=None``, no
 projector) in a process of its own, to show what ingest alone costs.
 
     python bench/ingest.py [--postgres] [--events N] [--batch B] [--seed S]
-                           [--repeat R] [--thread] [--skip-no-projection] [--strict]
+                           [--repeat R] [--agents A] [--thread] [--skip-no-projection]
+                           [--strict]
 
 Times are wall-clock (the server is another process, its projector a third;
 on PostgreSQL the database is one more); server CPU counts the server and its
@@ -33,6 +38,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,38 +73,46 @@ AGENT = "bench-agent"
 class Batch:
     body: bytes  # JSON Lines, as posted
     rows: list[tuple[Any, ...]]  # the same events as `events` rows, for the baseline
+    stream: int  # which of the `streams` it belongs to (its agent, with several agents)
 
 
-def make_batches(n_events: int, batch: int, seed: int) -> list[Batch]:
+def make_batches(n_events: int, batch: int, seed: int, streams: int = 1) -> list[Batch]:
     """Seeded events of cases accepted in 2026 and, for most, completed a few days later.
 
-    Each case's events go in the same batch, so each batch names ~batch/2 cases;
-    `seq` runs 1, 2, 3... for the agent, as a real agent sends it.
+    Each case's events go in the same batch, so each batch names ~batch/2 cases.
+    The batches are dealt in turn to `streams` sources (``source`` ``s1``, ``s2``...),
+    and `seq` runs 1, 2, 3... in each, as an agent sends it: one agent may send them
+    all, or one agent each.
     """
     rng = random.Random(seed)
     _, departments = reference_city()
     start = datetime(2026, 1, 5, 9, 0, tzinfo=CST)
     received = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     batches: list[Batch] = []
-    seq = 0
+    count = 0
+    seqs = [0] * streams
     case_no = 0
-    while seq < n_events:
+    while count < n_events:
         lines: list[str] = []
         rows: list[tuple[Any, ...]] = []
-        while len(lines) < batch and seq < n_events:
+        stream = len(batches) % streams
+        while len(lines) < batch and count < n_events:
             case_no += 1
             department, items = rng.choice(departments)
             item = rng.choice(items)
             case_id = f"C{case_no:09d}"
             accepted = start + timedelta(minutes=rng.randrange(300 * 24 * 60))
             kinds = [("accepted", accepted)]
-            if len(lines) + 1 < batch and seq + 1 < n_events:
+            if len(lines) + 1 < batch and count + 1 < n_events:
                 kinds.append(("completed", accepted + timedelta(days=rng.randrange(1, 20))))
             for type_, at in kinds:
-                seq += 1
+                count += 1
+                seqs[stream] += 1
+                seq = seqs[stream]
                 event = {
                     "event_id": f"{case_id}-{type_}",
                     "seq": seq,
+                    "source": f"s{stream + 1}",
                     "case_id": case_id,
                     "department": department,
                     "item": item,
@@ -110,7 +124,7 @@ def make_batches(n_events: int, batch: int, seed: int) -> list[Batch]:
                 at_utc = at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
                 ids = (department, event["event_id"], case_id, item, type_)
                 rows.append((*ids, at_utc, seq, AGENT, received, line))
-        batches.append(Batch("\n".join(lines).encode("utf-8"), rows))
+        batches.append(Batch("\n".join(lines).encode("utf-8"), rows, stream))
     return batches
 
 
@@ -219,23 +233,48 @@ class Run:
 
 
 def post_all(
-    url: str, batches: Sequence[Batch], token: str, server_pid: int, projection: bool
+    url: str, batches: Sequence[Batch], tokens: Sequence[str], server_pid: int, projection: bool
 ) -> Run:
-    """Post every batch in order over one keep-alive connection; check each was accepted.
-    With `projection`, then wait until the server reports no case queued for projection."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
-    accepted = 0
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        client.get("/healthz")  # open the connection before timing
+    """Post every batch, each agent (one per token) its streams' batches in order over a
+    keep-alive connection of its own, the agents at once (one thread each); check each
+    batch was accepted. With `projection`, then wait until the server reports no case
+    queued for projection."""
+    clients = [
+        httpx.Client(
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+            timeout=120,
+        )
+        for token in tokens
+    ]
+    accepted = [0] * len(clients)
+    failures: list[BaseException] = []
+
+    def send(agent: int) -> None:
+        try:
+            for batch in batches[agent :: len(clients)]:
+                response = clients[agent].post("/api/v1/events", content=batch.body)
+                response.raise_for_status()
+                accepted[agent] += response.json()["accepted"]
+        except BaseException as exc:  # reported by the caller
+            failures.append(exc)
+
+    try:
+        for client in clients:
+            client.get("/healthz")  # open the connections before timing
+        agents = [threading.Thread(target=send, args=(n,)) for n in range(len(clients))]
         cpu0, server0 = time.process_time(), process_cpu(server_pid)
         start = time.perf_counter()
-        for batch in batches:
-            response = client.post("/api/v1/events", content=batch.body)
-            response.raise_for_status()
-            accepted += response.json()["accepted"]
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            agent.join()
         seconds = time.perf_counter() - start
         cpu, server = time.process_time() - cpu0, process_cpu(server_pid) - server0
-        run = Run(seconds, cpu, server, accepted)
+        if failures:
+            raise failures[0]
+        run = Run(seconds, cpu, server, sum(accepted))
+        client = clients[0]
         if projection:
             deadline = time.monotonic() + 600
             while client.get("/api/v1/projection").json()["pending"]:
@@ -244,21 +283,32 @@ def post_all(
                 time.sleep(0.01)
             run.catch_up = time.perf_counter() - start - seconds
             run.catch_up_cpu = process_cpu(server_pid) - server0 - server
+    finally:
+        for client in clients:
+            client.close()
     return run
 
 
 def ingest_over_http(
-    kind: str, folder: Path, batches: Sequence[Batch], projection: bool, where: str, name: str
+    kind: str,
+    folder: Path,
+    batches: Sequence[Batch],
+    projection: bool,
+    where: str,
+    name: str,
+    agents: int,
 ) -> tuple[Run, int]:
-    """One run on a fresh database: (timing, rows in `events` afterwards)."""
+    """One run on a fresh database with `agents` agents sending at once: (timing, rows in
+    `events` afterwards)."""
     with scratch_database(kind, folder, name) as url:
         engine = make_engine(url)
         try:
             upgrade_engine(engine)
             codes = [code for code, _ in reference_city()[1]]
-            token = TokenStore(engine).create(AGENT, codes)
+            store = TokenStore(engine)
+            tokens = [store.create(f"{AGENT}-{n + 1}", codes) for n in range(agents)]
             with running_server(folder, url, projection, where) as (base, pid):
-                run = post_all(base, batches, token, pid, projection)
+                run = post_all(base, batches, tokens, pid, projection)
             with engine.connect() as connection:
                 rows = connection.execute(select(func.count()).select_from(tables.events))
                 cases = connection.execute(select(func.count()).select_from(tables.cases))
@@ -341,6 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--thread", action="store_true", help="also run with the projection in a server thread"
     )
+    parser.add_argument(
+        "--agents",
+        type=positive_int,
+        default=4,
+        help="agents sending at once, each its share of the batches in order (default 4)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--serve-without-projection", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -350,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = "postgresql" if args.postgres else "sqlite"
 
     started = time.perf_counter()
-    batches = make_batches(args.events, args.batch, args.seed)
+    batches = make_batches(args.events, args.batch, args.seed, args.agents)
     n = sum(len(b.rows) for b in batches)
     size = sum(len(b.body) for b in batches)
     out.print(
@@ -364,14 +420,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_runs = [raw(folder, batches, f"raw{i}") for i in range(args.repeat)]
         base_s, base_rows = min(base_runs)
         http: list[tuple[str, Run, int]] = []
-        variants = [(True, "process", "esup over HTTP, projection in its own process")]
+        many = f"{args.agents} agents at once" if args.agents > 1 else "one agent"
+        variants = [(True, "process", args.agents, f"esup over HTTP, {many}, projection process")]
+        if args.agents > 1:
+            variants.append((True, "process", 1, "esup over HTTP, one agent, projection process"))
         if args.thread:
-            variants.append((True, "thread", "esup over HTTP, projection in a server thread"))
+            variants.append((True, "thread", args.agents, f"esup over HTTP, {many}, thread"))
         if args.without_projection:
-            variants.append((False, "", "esup over HTTP, no projection"))
-        for number, (projection, where, label) in enumerate(variants):
+            variants.append((False, "", args.agents, f"esup over HTTP, {many}, no projection"))
+        for number, (projection, where, agents, label) in enumerate(variants):
             runs = [
-                ingest_over_http(kind, folder, batches, projection, where, f"http{number}{i}")
+                ingest_over_http(
+                    kind, folder, batches, projection, where, f"http{number}{i}", agents
+                )
                 for i in range(args.repeat)
             ]
             run, stored = min(runs, key=lambda r: r[0].seconds + r[0].catch_up)
@@ -386,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    for (projection, _, _), (label, run, _) in zip(variants, http, strict=True):
+    for (projection, _, _, _), (label, run, _) in zip(variants, http, strict=True):
         if projection and run.cases != n_cases:
             print(
                 f"{label}: {run.cases:,} cases projected, but the events name {n_cases:,}",
@@ -429,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{label}: client CPU {run.client_cpu:.2f} s, server process CPU {run.server_cpu:.2f} "
             f"s ({run.server_cpu / run.seconds:.0%} of a core) over {run.seconds:.2f} s"
         )
-    for (projection, _, _), (label, run, _) in zip(variants, http, strict=True):
+    for (projection, _, _, _), (label, run, _) in zip(variants, http, strict=True):
         if projection:
             out.print(
                 f"{label}: all {run.cases:,} cases projected {run.catch_up:.2f} s after the "

@@ -9,6 +9,8 @@ for a busy database instead of failing at once.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from server.errors import DatabaseURLError
 
-__all__ = ["DEFAULT_URL", "exclusive", "make_engine", "shown"]
+__all__ = ["DEFAULT_URL", "exclusive", "make_engine", "shown", "sqlite_writer"]
 
 #: The embedded database, relative to the working directory.
 DEFAULT_URL: Final = "sqlite:///var/esup.db"
@@ -75,6 +77,23 @@ def make_engine(url: str | URL = DEFAULT_URL, **kwargs: Any) -> Engine:
     return engine
 
 
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def sqlite_writer(engine: Engine) -> threading.Lock:
+    """The lock this process's writers to the SQLite database of `engine` take before
+    ``BEGIN IMMEDIATE``: SQLite has one writer, and a thread that finds it busy sleeps in
+    steps of up to 100 ms before it looks again, so threads of one process (requests of
+    several agents at once) queue here instead and each starts the moment the one before
+    commits. Writers in other processes still meet SQLite's busy timeout."""
+    with _WRITERS_LOCK:
+        lock = _WRITERS.get(engine)
+        if lock is None:
+            lock = _WRITERS[engine] = threading.Lock()
+        return lock
+
+
 @contextmanager
 def exclusive(engine: Engine, key: int) -> Iterator[Connection]:
     """A transaction that no other `exclusive(engine, key)` runs beside, on any process.
@@ -85,10 +104,13 @@ def exclusive(engine: Engine, key: int) -> Iterator[Connection]:
     write lock (taken before the first read, so the reads are current), whatever
     `key`. Commits when the block ends, rolls back when it raises.
     """
-    with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+            connection.commit()
+        return
+    with sqlite_writer(engine), engine.connect() as connection:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
         connection.commit()

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine, func, select
 from casework.events import CaseEvent
 from casework.wire import dumps_line, parse_event
 from server.store import tables
+from server.store.database import sqlite_writer
 from server.store.queue import mark
 
 __all__ = [
@@ -133,12 +134,16 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that will write, committed when the block ends.
 
     On SQLite the transaction takes the write lock at once (``BEGIN IMMEDIATE``,
-    waiting out the busy timeout), so what it reads stays true until it
-    commits: no other writer can slip in between its reads and its writes.
+    after this process's writer lock, `sqlite_writer`, then waiting out the busy
+    timeout), so what it reads stays true until it commits: no other writer can
+    slip in between its reads and its writes.
     """
-    with engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with sqlite_writer(engine), engine.begin() as connection:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
 
 
