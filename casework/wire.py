@@ -155,11 +155,13 @@ def _parse_at(value: object) -> datetime:
         raise PydanticCustomError("wire", NOT_RFC3339)
     try:
         # RFC 3339 allows lower-case 't' and 'z'; fromisoformat does not.
-        return datetime.fromisoformat(value.upper())
-    except ValueError as exc:
+        instant = datetime.fromisoformat(value.upper())
+        instant.astimezone(UTC)  # 0001-01-01T00:30+01:00 has no UTC instant a store can hold
+    except (ValueError, OverflowError) as exc:
         raise PydanticCustomError(
             "wire", "is not a valid date and time: {error}", {"error": str(exc)}
         ) from exc
+    return instant
 
 
 #: The largest `seq`: what the stores keep in a signed 64-bit integer.
@@ -391,6 +393,8 @@ def event_fields(obj: object) -> EventFields | None:
     try:
         instant = datetime.fromisoformat(at.upper())
     except ValueError:
+        return None
+    if not 1 < instant.year < 9999:  # its UTC instant may be out of range: `_parse_at` says
         return None
     if not basic:
         for key in obj:

@@ -29,7 +29,8 @@ Daily counts. In the same transaction the projector keeps `daily_counts`, what
 the figures add up (server.dailycounts): it adds each changed case's counts as
 now derived and takes away those it had as stored.
 
-Every call returns how many cases' rows changed (any column but `updated_at`).
+Every call returns how many cases changed (a derived column; a schedule planned anew
+under another configuration is written but not counted).
 Each batch is one transaction; Core statements only. Every writer of `cases`,
 `cards` and `daily_counts` holds the projection lock (`exclusive`): its reads
 are current when it writes, whatever other threads, processes or servers do.
@@ -402,13 +403,18 @@ class CaseProjector:
     ) -> tuple[int, int]:
         """Write the cases as `derived`, stored as `stored` (read under the lock); how many
         changed, and how many of those were stored closed."""
-        closed = 0
+        closed = changed = 0
         rows: list[Row] = []
         timed: list[Row] = []  # only the columns time passing changes differ
         for key, (row, _) in derived.items():
             before = stored.get(key)
             if before is not None and all(before[c] == row[c] for c in COMPARED):
                 continue
+            if before is not None and all(before[c] == row[c] for c in DERIVED):
+                # Only the plan is new (another configuration): written, not a change.
+                timed.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
+                continue
+            changed += 1
             if before is not None and before["state"] == "closed":
                 closed += 1
                 if log_closed:
@@ -435,7 +441,7 @@ class CaseProjector:
                 tally.add_case(-1, key[0], before, had)
             tally.add_case(1, key[0], row, has)
         write_counts(connection, tally)
-        return len(rows) + len(timed), closed
+        return changed, closed
 
     def _events(self, connection: Connection, keys: Sequence[Key]) -> dict[Key, list[CaseEvent]]:
         """Each key's stored events, oldest first; keys with none are left out.

@@ -9,6 +9,7 @@ for a busy database instead of failing at once.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from server.errors import DatabaseURLError
 
@@ -81,17 +82,32 @@ _WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDic
 _WRITERS_LOCK = threading.Lock()
 
 
-def sqlite_writer(engine: Engine) -> threading.Lock:
-    """The lock this process's writers to the SQLite database of `engine` take before
-    ``BEGIN IMMEDIATE``: SQLite has one writer, and a thread that finds it busy sleeps in
-    steps of up to 100 ms before it looks again, so threads of one process (requests of
-    several agents at once) queue here instead and each starts the moment the one before
-    commits. Writers in other processes still meet SQLite's busy timeout."""
+@contextmanager
+def sqlite_writer(engine: Engine) -> Iterator[None]:
+    """Hold this process's writer lock for the SQLite database of `engine`, to be taken
+    before ``BEGIN IMMEDIATE``: SQLite has one writer, and a thread that finds it busy
+    sleeps in steps of up to 100 ms before it looks again, so threads of one process
+    (requests of several agents at once) queue here instead and each starts the moment
+    the one before commits. Waits as long as SQLite's busy timeout, then raises
+    `OperationalError` as SQLite would ("database is locked"). Writers in other
+    processes still meet SQLite's busy timeout."""
     with _WRITERS_LOCK:
         lock = _WRITERS.get(engine)
         if lock is None:
             lock = _WRITERS[engine] = threading.Lock()
-        return lock
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise OperationalError(
+            "BEGIN IMMEDIATE",
+            None,
+            sqlite3.OperationalError(
+                f"database is locked: another writer of this process held it for "
+                f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s"
+            ),
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager

@@ -514,8 +514,8 @@ def test_dumps_line_is_compact_utf8_without_newline() -> None:
 
 WIRE_FIELDS = frozenset(WireEvent.model_fields)
 CHINESE = st.sampled_from(["市场监督管理局", "行政许可-0042", "张三", "特别程序·听证", "办结"])
-#: Any text but a NUL character, which no field may hold (no store could keep it).
-KEEPABLE = st.characters(exclude_characters="\x00")
+#: Any Unicode text but a NUL character, which no field may hold (no store could keep it).
+KEEPABLE = st.characters(codec="utf-8", exclude_characters="\x00")
 NAMES = st.one_of(CHINESE, st.text(KEEPABLE, min_size=1, max_size=40))
 IDS = st.one_of(CHINESE, st.text(KEEPABLE, min_size=1, max_size=128))
 OFFSETS = st.sampled_from(

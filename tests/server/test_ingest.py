@@ -179,6 +179,19 @@ def test_values_no_store_can_keep_are_rejected_not_the_batch(
         assert kept[0].body == '{"event_id": "e-7\\u0000"}'  # kept, its NUL escaped
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_an_instant_with_no_utc_equivalent_is_one_events_problem(
+    server: Server, content_type: str
+) -> None:
+    batch = [event(1), event(2, at="0001-01-01T00:30:00+01:00")]
+    body = json.dumps(batch).encode() if content_type == "application/json" else lines(*batch)
+    response = server.post(body, **{"content-type": content_type})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected"]
+    assert results[1]["reason"].startswith("at: is not a valid date and time")
+
+
 def test_a_resent_batch_is_all_duplicates(server: Server) -> None:
     batch = [event(1), event(2), event(3, type="opened")]
     first = server.post(batch).json()

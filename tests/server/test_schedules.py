@@ -195,6 +195,14 @@ def test_a_schedule_planned_under_another_configuration_is_not_followed(
     assert json.loads(schedule)["config"] == "after"
 
 
+def test_a_new_plan_alone_is_written_but_not_counted_as_a_change(migrated: Engine) -> None:
+    _, cases = accepted_and_projected(migrated, config="before")
+    cases.reconfigure(clock(), FakeCatalog({"zrzy-001": Limits(7, 10, 2)}), "after")
+    assert cases.recompute() == 0  # nothing derived changed
+    (schedule,) = rows_with_schedules(migrated)
+    assert json.loads(schedule)["config"] == "after"  # planned anew all the same
+
+
 # -- plan and due_step ------------------------------------------------------------------
 
 

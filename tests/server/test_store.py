@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy import event as sqlalchemy_event
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import OperationalError, StatementError
 
 from casework.events import CaseEvent
 from server.errors import (
@@ -21,8 +22,8 @@ from server.errors import (
     TokenRevokedError,
     UnknownAgentError,
 )
-from server.store import tables
-from server.store.database import make_engine
+from server.store import database, tables
+from server.store.database import make_engine, sqlite_writer
 from server.store.events import EventStore
 from server.store.migrate import check_current, current_revision, head_revision, upgrade_engine
 from server.store.queue import ProjectionQueue
@@ -311,5 +312,31 @@ def test_the_sqlite_folder_is_made_and_wal_is_on(tmp_path: Path) -> None:
             mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
         assert mode == "wal"
         assert path.exists()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_writers_of_one_process_queue_and_give_up_after_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with sqlite_writer(engine):
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(10)
+        monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 100)
+        with pytest.raises(OperationalError, match="database is locked"), sqlite_writer(engine):
+            pass
+        release.set()
+        holder.join(10)
+        with sqlite_writer(engine):  # free again once the holder is done
+            pass
     finally:
         engine.dispose()

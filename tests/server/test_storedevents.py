@@ -20,7 +20,7 @@ INSTANTS = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=OFFSETS
 )
 # Text a body stored since ingest checks for NUL can hold (a NUL is rejected on the way in).
-TEXT = st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=12)
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12)
 EXTRA = st.dictionaries(
     st.sampled_from(["source", "note", "x_flag", "agent_level"]),
     st.none() | st.integers() | st.text(max_size=5) | st.booleans(),
