@@ -410,21 +410,19 @@ class CaseProjector:
             before = stored.get(key)
             if before is not None and all(before[c] == row[c] for c in COMPARED):
                 continue
+            written = {"department": key[0], "case_id": key[1], **row, "updated_at": now}
+            if before is not None and all(before[c] == row[c] for c in _UNTIMED):
+                timed.append(written)
+            else:
+                rows.append(written)
             if before is not None and all(before[c] == row[c] for c in DERIVED):
-                # Only the plan is new (another configuration): written, not a change.
-                timed.append({"department": key[0], "case_id": key[1], **row, "updated_at": now})
-                continue
+                continue  # only the plan is new (another configuration): not a change
             changed += 1
             if before is not None and before["state"] == "closed":
                 closed += 1
                 if log_closed:
                     diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
                     logger.info("recompute changed closed case %s/%s: %s", *key, diff)
-            written = {"department": key[0], "case_id": key[1], **row, "updated_at": now}
-            if before is not None and all(before[c] == row[c] for c in _UNTIMED):
-                timed.append(written)
-            else:
-                rows.append(written)
         self._upsert_case.execute(connection, rows)
         self._update_timed.execute(connection, timed)
         cards_before, cards_after = self._cards.write(connection, derived, now)
