@@ -25,13 +25,13 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from casework.batches import iter_json_lines
 from casework.calendar import WorkCalendar
 from casework.clock import CaseClock, Clock, Limits
 from casework.config import Deployment, UnknownCodeError
 from casework.configfiles import load_config
 from casework.errors import ConfigErrors, EsupError, EventError
 from casework.events import CaseEvent
-from casework.wire import iter_json_lines
 
 FORMAT = "esup.explain/1"
 

@@ -48,7 +48,7 @@ AUTH: Mapping[tuple[str, str], str] = {
 }
 
 #: Request bodies a route reads raw, so that OpenAPI cannot show them (server/api/ingest.py
-#: reads the body itself to cap its size and decompress gzip; casework.wire.parse_batch).
+#: reads the body itself to cap its size and decompress gzip; casework.batches.parse_batch).
 RAW_BODIES: Mapping[tuple[str, str], str] = {
     ("POST", "/api/v1/events"): (
         "`application/json` (a JSON array of events, or one event) or JSON Lines "

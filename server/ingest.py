@@ -33,18 +33,11 @@ from typing import Final, Literal, cast
 from pydantic_core import from_json
 from sqlalchemy import Engine
 
+from casework.batches import NDJSON_MEDIA_TYPES, json_lines_of, parse_batch
 from casework.config import Deployment, UnknownCodeError
 from casework.errors import EventError
 from casework.events import CaseEvent
-from casework.wire import (
-    NDJSON_MEDIA_TYPES,
-    EventFields,
-    dumps_line,
-    event_fields,
-    json_lines_of,
-    parse_batch,
-    parse_json_line,
-)
+from casework.wire import EventFields, dumps_line, event_fields, parse_json_line
 from server.store.events import EventKey, EventRow, EventStore, Gap, write_transaction
 from server.store.streams import SOURCE_MAX, StreamStore
 from server.store.tokens import Grant
@@ -142,7 +135,7 @@ def raw_pieces(body: bytes, content_type: str | None, count: int) -> list[str]:
     """The text of each of the `count` events in `body` as received; [] when they cannot be told
     apart.
 
-    Splits the body the way `casework.wire.parse_batch` reads it: the elements
+    Splits the body the way `casework.batches.parse_batch` reads it: the elements
     of a JSON array (each written back as compact JSON), else the non-blank
     lines of JSON Lines, else (one event) the whole body.
     """
@@ -245,7 +238,7 @@ class Ingestor:
     def ingest_body(self, grant: Grant, body: bytes, content_type: str | None) -> BatchReport:
         """Read, check and store one request body from the holder of `grant`.
 
-        The body is read as `casework.wire.parse_batch` reads it, and the same
+        The body is read as `casework.batches.parse_batch` reads it, and the same
         as `ingest` of its answer; JSON Lines are read in one pass from each
         line to its row, without a `CaseEvent` for a plainly well-formed line
         (`casework.wire.event_fields`; any other line goes through
@@ -266,7 +259,7 @@ class Ingestor:
     ) -> BatchReport:
         """Check and store one batch from the holder of `grant`; one result per event, in order.
 
-        `parsed` is `casework.wire.parse_batch`'s answer; `raw()` the events'
+        `parsed` is `casework.batches.parse_batch`'s answer; `raw()` the events'
         texts as received (`raw_pieces`), kept as the stored and quarantined
         bodies ([] when they cannot be told apart: each event is then written
         with `dumps_line`). When this returns, the accepted events are
@@ -404,7 +397,7 @@ _UNSEEN: Final = "unseen"  # not a problem's wording: it never reaches an answer
 
 
 def _read_lines(lines: bytes) -> Iterator[_Entry]:
-    """The events of a JSON Lines body (`casework.wire.json_lines_of`), as `parse_batch`
+    """The events of a JSON Lines body (`casework.batches.json_lines_of`), as `parse_batch`
     reads them, each well-formed line straight to its fields."""
     for number, chunk in enumerate(lines.split(b"\n"), start=1):
         if not chunk or chunk.isspace():

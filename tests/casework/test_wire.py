@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from casework.batches import iter_json_lines, parse_batch
 from casework.errors import EventError
 from casework.events import EVENT_TYPES, RESULTS, SUSPEND_REASONS, CaseEvent
 from casework.wire import (
@@ -22,8 +23,6 @@ from casework.wire import (
     SEQ_MAX,
     WireEvent,
     dumps_line,
-    iter_json_lines,
-    parse_batch,
     parse_event,
     parse_json_line,
     to_wire,

@@ -20,12 +20,13 @@ import pytest
 from figurecount import independent_counts
 from sqlalchemy import Engine
 
+from casework.batches import iter_json_lines, parse_batch
 from casework.clock import Clock
 from casework.config import Deployment
 from casework.configfiles import load_config
 from casework.errors import EventError
 from casework.events import SUSPEND_REASONS, CaseEvent
-from casework.wire import iter_json_lines, parse_batch, parse_json_line
+from casework.wire import parse_json_line
 from esup.cli import main
 from esup.dropfolders import DropFile, department_groups, temp_name, write_files
 from esup.simfaults import Faults

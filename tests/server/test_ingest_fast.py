@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from casework.batches import parse_batch
 from casework.configfiles import load_config
 from casework.errors import EventError
 from casework.events import EVENT_TYPES
-from casework.wire import parse_batch
 from server.ingest import BatchReport, Ingestor, _Batch, raw_pieces
 from server.store.database import make_engine
 from server.store.tokens import Grant
