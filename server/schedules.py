@@ -1,12 +1,12 @@
 """Schedules: an open case's next changes as time passes, worked out when it is derived.
 
-    moment(item, events, result, at) what a plan needs of a case the clock derived
+    moment(item, events, result, at)  what a plan needs of a case the clock derived
     evaluator(clock, item, events, limits)  derives it at any instant, for `plan`
-    plan(first, evaluate, limit)  the steps after a case's next change -> JSON text | None
-    due_step(schedule, now)       the step in force at `now` and the steps after it | None
-    Moment                        what the plan needs of a case derived at an instant
-    Step                          one step: from `at`, the level, highest card and cards,
-                                  until `next_change_at`
+    plan(first, evaluate, limit)      the steps after a case's next change -> JSON | None
+    due_step(schedule, now, config)   the step in force at `now`, and the steps after it
+    Moment                            what a plan needs of a case derived at an instant
+    Step                              from `at`: the level, highest card and cards, until
+                                      `next_change_at`
 
 With no new events, time passing changes only four things about an open case:
 its level, its highest card, its cards (one more each time a level is reached)
@@ -23,14 +23,13 @@ then (an event stamped ahead of the projector's clock counts from its instant
 on, as it would). It is only planned while nothing else about the case
 changes: the plan stops before a step at which any other derived column
 (state, due dates, anomalies, ...) differs or a card already reached is not
-the same, and where the calendar ends. A
-case whose steps have run out, that has none (stored before schedules
-existed), whose schedule was planned under another configuration (catalog or
-calendar: its fingerprint, server.reconfigure), or that has events waiting in
-the projection queue, is derived from its events as before, which plans its
-schedule afresh. The steps are the
-clock's own results: applying one gives exactly the row and cards that
-deriving the case at that instant gives (tests/server/test_schedules.py).
+the same, and where the calendar ends. A case whose steps have run out, that
+has none (stored before schedules existed), whose schedule was planned under
+another configuration (catalog or calendar: its fingerprint,
+server.reconfigure), or that has events waiting in the projection queue, is
+derived from its events as before, which plans its schedule afresh. The steps
+are the clock's own results: applying one gives exactly the row and cards
+that deriving the case at that instant gives (tests/server/test_schedules.py).
 """
 
 from __future__ import annotations
