@@ -78,8 +78,7 @@ class Bulk:
             return
         if self.recordset is not None:
             names = [name for name, _ in self.binds]
-            document = json.dumps([{n: row[n] for n in names} for row in rows], default=_json)
-            connection.exec_driver_sql(self.recordset, {"rows": document})
+            connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
         else:
             connection.exec_driver_sql(self.sql, self.parameters(rows))
 
@@ -95,6 +94,11 @@ def _from_recordset(dialect: Dialect, statement: Insert, columns: Sequence[str],
         f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"
         f" FROM json_to_recordset(%(rows)s::json) AS rows({typed}){conflict}{tail}"
     )
+
+
+def _document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    """The `names` of every row as one JSON array of objects, for ``json_to_recordset``."""
+    return json.dumps([{n: row[n] for n in names} for row in rows], default=_json)
 
 
 def _json(value: object) -> str:
@@ -139,7 +143,6 @@ class BulkUpdate:
             return
         names = self.names
         if self.recordset is not None:
-            document = json.dumps([{n: row[n] for n in names} for row in rows], default=_json)
-            connection.exec_driver_sql(self.recordset, {"rows": document})
+            connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
         elif self.bulk is not None:
             self.bulk.execute(connection, [{f"b_{n}": row[n] for n in names} for row in rows])
