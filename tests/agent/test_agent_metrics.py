@@ -12,34 +12,12 @@ from typing import NoReturn
 
 import prometheus_client
 import pytest
+from agentseries import AGENT_SERIES
 from clockfakes import Events, FakeClock, feed, make_clocks
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import AgentCollector, agent_registry
-
-CONTRACT = [
-    "esup_agent_info",
-    "esup_agent_outbox_events",
-    "esup_agent_outbox_bytes",
-    "esup_agent_outbox_cap_bytes",
-    "esup_agent_backpressure",
-    "esup_agent_dead_letters",
-    "esup_agent_source_events_total",
-    "esup_agent_source_last_event_timestamp_seconds",
-    "esup_agent_source_stale",
-    "esup_agent_delivered_events_total",
-    "esup_agent_delivery_failures_total",
-    "esup_agent_last_delivery_timestamp_seconds",
-    "esup_agent_open_cases",
-    "esup_agent_flags_total",
-    "esup_agent_unknown_items_total",
-    "esup_agent_resident_memory_bytes",
-    "esup_agent_cpu_seconds_total",
-    "esup_agent_open_files",
-    "esup_agent_state_disk_free_bytes",
-    "esup_agent_workflow_process_up",
-]
 
 
 class FakeOutbox:
@@ -148,7 +126,7 @@ def test_every_contracted_metric_is_exposed_with_its_value(tmp_path: Path) -> No
     exposition = generate_latest(agent_registry(full_collector(tmp_path)))
     found = samples(exposition)
     names = {name for name, _ in found}
-    assert [n for n in CONTRACT if n not in names] == []
+    assert [n for n in AGENT_SERIES if n not in names] == []
     assert found[("esup_agent_info", (("agent", "agent-fgw"), ("version", "0.1.0")))] == 1
     assert found[("esup_agent_backpressure", ())] == 1
     assert found[("esup_agent_outbox_events", ())] == 42

@@ -7,30 +7,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from agentseries import AGENT_SERIES
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
-AGENT_SERIES = [
-    "esup_agent_info",
-    "esup_agent_outbox_events",
-    "esup_agent_outbox_bytes",
-    "esup_agent_outbox_cap_bytes",
-    "esup_agent_backpressure",
-    "esup_agent_dead_letters",
-    "esup_agent_source_events_total",
-    "esup_agent_source_last_event_timestamp_seconds",
-    "esup_agent_source_stale",
-    "esup_agent_delivered_events_total",
-    "esup_agent_delivery_failures_total",
-    "esup_agent_last_delivery_timestamp_seconds",
-    "esup_agent_open_cases",
-    "esup_agent_flags_total",
-    "esup_agent_unknown_items_total",
-    "esup_agent_resident_memory_bytes",
-    "esup_agent_cpu_seconds_total",
-    "esup_agent_open_files",
-    "esup_agent_state_disk_free_bytes",
-    "esup_agent_workflow_process_up",
-]
 NAME = re.compile(r"\besup_[a-z_]+")
 
 
