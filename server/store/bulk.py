@@ -4,6 +4,8 @@
     Bulk.execute(connection, rows)     rows are dicts keyed by bind name
     BulkUpdate(dialect, table, keys, columns)
                                        the named columns of rows found by their keys
+    insert_values(connection, head, width, values, tail)
+                                       SQLite: rows as multi-row ``VALUES`` statements
 
 SQLAlchemy's own executemany re-builds every row's parameters through its
 statement machinery (tens of microseconds a row); the projector writes
@@ -23,16 +25,18 @@ cannot upsert the same key twice, which none of the callers asks.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
+from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Dialect, Insert, Table, bindparam
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["Bulk", "BulkUpdate"]
+__all__ = ["Bulk", "BulkUpdate", "insert_values"]
 
 
 class Bulk:
@@ -146,3 +150,44 @@ class BulkUpdate:
             connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
         elif self.bulk is not None:
             self.bulk.execute(connection, [{f"b_{n}": row[n] for n in names} for row in rows])
+
+
+#: The most values one statement may bind when the driver cannot tell (SQLite's own
+#: default before 3.32).
+_SQLITE_VARIABLES: Final = 999
+
+
+@lru_cache(maxsize=64)
+def _values_sql(head: str, width: int, rows: int, tail: str) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([row] * rows)} {tail}".rstrip()
+
+
+def insert_values(
+    connection: Connection, head: str, width: int, values: Sequence[Any], tail: str = ""
+) -> int:
+    """Run ``{head} VALUES (?, ...), (?, ...) {tail}`` on SQLite for rows of `width` values
+    laid end to end in `values`, as few statements as SQLite's limit on bound values allows;
+    the rows they inserted or changed (their row counts summed).
+
+    This, not the driver's ``executemany``, is the SQLite path where threads of one
+    process write: the driver releases Python's GIL around every row it steps, and a
+    thread that gives the GIL up while another runs Python waits up to the switch
+    interval (5 ms) to get it back, all the while holding the database's one write
+    lock. One statement gives it up once.
+    """
+    if not values:
+        return 0
+    dbapi = connection.connection.dbapi_connection
+    limit = (
+        dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        if isinstance(dbapi, sqlite3.Connection)
+        else _SQLITE_VARIABLES
+    )
+    step = max(1, limit // width) * width
+    changed = 0
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        sql = _values_sql(head, width, len(chunk) // width, tail)
+        changed += connection.exec_driver_sql(sql, tuple(chunk)).rowcount
+    return changed

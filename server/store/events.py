@@ -11,7 +11,7 @@
 
 An event is identified by (department, event_id); storing it again is a
 duplicate, never an error, so an agent may resend a batch after any failure.
-The batch goes to the driver as it is (``executemany`` on SQLite, one
+The batch goes to the driver as it is (multi-row ``VALUES`` on SQLite, one
 ``INSERT ... SELECT FROM unnest(...)`` of binary arrays on PostgreSQL that also
 queues the cases), without SQLAlchemy's per-row type processing: this is the
 ingest path.
@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine, func, select
 from casework.events import CaseEvent
 from casework.wire import dumps_line, parse_event
 from server.store import tables
+from server.store.bulk import insert_values
 from server.store.database import sqlite_writer
 from server.store.queue import mark
 
@@ -85,10 +86,8 @@ EventKey = tuple[str, str]
 _COLUMNS: Final = (
     "department, event_id, case_id, item, type, at, seq, source_agent, received_at, body"
 )
-_INSERT_SQLITE: Final = (
-    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (department, event_id) DO NOTHING"
-)
+_INSERT_SQLITE: Final = f"INSERT INTO events ({_COLUMNS})"
+_ON_CONFLICT_SQLITE: Final = "ON CONFLICT (department, event_id) DO NOTHING"
 # The last `n` rows inserted: under the write lock, the rowids of new rows follow the table's
 # largest (SQLite picks another only once the largest possible rowid is taken).
 _LATEST_SQLITE: Final = "SELECT department, event_id FROM events ORDER BY id DESC LIMIT ?"
@@ -242,14 +241,10 @@ class EventStore:
         connection: Connection, agent: str, rows: Sequence[EventRow], received_at: datetime
     ) -> set[EventKey]:
         received = _sqlite_text(received_at)
-        cursor = connection.exec_driver_sql(
-            _INSERT_SQLITE,
-            [
-                (d, e, c, i, t, _sqlite_text(a), s, agent, received, b)
-                for d, e, c, i, t, a, s, b in rows
-            ],
-        )
-        inserted = cursor.rowcount
+        values: list[object] = []
+        for d, e, c, i, t, a, s, b in rows:
+            values += (d, e, c, i, t, _sqlite_text(a), s, agent, received, b)
+        inserted = insert_values(connection, _INSERT_SQLITE, 10, values, _ON_CONFLICT_SQLITE)
         if inserted == len(rows):
             before: set[EventKey] = set()
             cases = {(row[0], row[2]) for row in rows}

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, func, select
 
 from server.store import tables
+from server.store.bulk import insert_values
 
 __all__ = ["Lag", "ProjectionQueue", "Taken", "mark", "sqlite_instant"]
 
@@ -35,9 +36,9 @@ Key = tuple[str, str]
 #: A queued case as taken: (department, case_id, version).
 Taken = tuple[str, str, int]
 
-_MARK_SQLITE = (
-    "INSERT INTO projection_queue (department, case_id, version, marked_at) VALUES (?, ?, 1, ?)"
-    " ON CONFLICT (department, case_id) DO UPDATE SET version = projection_queue.version + 1"
+_MARK_SQLITE = "INSERT INTO projection_queue (department, case_id, version, marked_at)"
+_REMARK_SQLITE = (
+    "ON CONFLICT (department, case_id) DO UPDATE SET version = projection_queue.version + 1"
 )
 # The keys as one JSON array of [department, case_id]. Ingest's statement on PostgreSQL
 # (`server.store.events`) queues the cases of the events it stores itself.
@@ -79,7 +80,10 @@ def mark(connection: Connection, keys: Iterable[Key], now: datetime) -> None:
         connection.exec_driver_sql(_MARK_PG, (now, json.dumps(ordered)))
     else:
         stamp = sqlite_instant(now)
-        connection.exec_driver_sql(_MARK_SQLITE, [(d, c, stamp) for d, c in ordered])
+        values: list[object] = []
+        for department, case_id in ordered:
+            values += (department, case_id, 1, stamp)
+        insert_values(connection, _MARK_SQLITE, 4, values, _REMARK_SQLITE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -338,5 +339,44 @@ def test_sqlite_writers_of_one_process_queue_and_give_up_after_the_busy_timeout(
         holder.join(10)
         with sqlite_writer(engine):  # free again once the holder is done
             pass
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_stores_a_batch_in_as_few_statements_as_its_bound_values_allow(
+    tmp_path: Path,
+) -> None:
+    # The driver's executemany gives Python's GIL up around every row while holding the write
+    # lock; a batch goes as multi-row statements instead, split where SQLite's limit on bound
+    # values says (lowered here to 45: four events, or eleven queued cases, a statement).
+    engine = make_engine(f"sqlite:///{tmp_path / 'limit.db'}")
+    try:
+        upgrade_engine(engine)
+
+        @sqlalchemy_event.listens_for(engine, "connect")
+        def lower_the_limit(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 45)
+
+        engine.dispose()  # connections from now on have the lower limit
+        store = EventStore(engine, now=fixed_now)
+        assert (
+            store.add_batch("agent-1", [event("e2", case_id="C2"), event("e7", case_id="C7")])
+            == ["accepted"] * 2
+        )
+        inserts: list[tuple[int, bool]] = []
+
+        @sqlalchemy_event.listens_for(engine, "before_cursor_execute")
+        def note(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+            if sql.startswith(("INSERT INTO events", "INSERT INTO projection_queue")):
+                inserts.append((len(params), many))
+
+        batch = [event(f"e{i}", case_id=f"C{i}") for i in range(15)]
+        expected = ["duplicate" if i in (2, 7) else "accepted" for i in range(15)]
+        assert store.add_batch("agent-1", batch) == expected
+        # 15 events: 40 + 40 + 40 + 30 values; 13 new cases of 4 values: 44 + 8.
+        assert inserts == [(40, False)] * 3 + [(30, False), (44, False), (8, False)]
+        assert store.count() == 15
+        queued = {(d, c) for d, c, _ in ProjectionQueue(engine).take(100)}
+        assert queued == {("fgw", f"C{i}") for i in range(15)}
     finally:
         engine.dispose()
