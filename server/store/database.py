@@ -9,8 +9,11 @@ for a busy database instead of failing at once.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,36 +81,82 @@ def make_engine(url: str | URL = DEFAULT_URL, **kwargs: Any) -> Engine:
     return engine
 
 
-_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+class _Writer:
+    """The writer lock of one engine's SQLite database: a lock for this process's threads
+    and, for a database file, an advisory lock (``flock``) on the file beside it named
+    ``<database>-writer``, for the server's other processes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.threads = threading.Lock()
+        file = engine.url.database or ""
+        in_memory = not file or file == ":memory:" or file.startswith("file:")
+        self.path = None if in_memory else Path(f"{file}-writer")
+        self.fd: int | None = None
+
+    def acquire(self, deadline: float) -> bool:
+        if not self.threads.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            return False
+        if self.path is None:
+            return True
+        try:
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            pause = 0.0001
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        self.threads.release()
+                        return False
+                    time.sleep(pause)  # short: the holder's transaction is a few ms
+                    pause = min(pause * 2, 0.002)
+        except BaseException:
+            self.threads.release()
+            raise
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.threads.release()
+
+    def __del__(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, _Writer] = weakref.WeakKeyDictionary()
 _WRITERS_LOCK = threading.Lock()
 
 
 @contextmanager
 def sqlite_writer(engine: Engine) -> Iterator[None]:
-    """Hold this process's writer lock for the SQLite database of `engine`, to be taken
-    before ``BEGIN IMMEDIATE``: SQLite has one writer, and a thread that finds it busy
-    sleeps in steps of up to 100 ms before it looks again, so threads of one process
-    (requests of several agents at once) queue here instead and each starts the moment
-    the one before commits. Waits as long as SQLite's busy timeout, then raises
-    `OperationalError` as SQLite would ("database is locked"). Writers in other
-    processes still meet SQLite's busy timeout."""
+    """Hold the writer lock for the SQLite database of `engine`, to be taken before
+    ``BEGIN IMMEDIATE``: SQLite has one writer, and a connection that finds it busy
+    sleeps in steps of up to 100 ms before it looks again, so writers queue here
+    instead and each starts about the moment the one before commits: threads of this
+    process on a lock of their own, the server's processes (ingest workers, the
+    projection process) on an advisory lock of the file ``<database>-writer``. Waits as
+    long as SQLite's busy timeout, then raises `OperationalError` as SQLite would
+    ("database is locked"). A writer that does not take it still meets SQLite's own
+    busy timeout."""
     with _WRITERS_LOCK:
-        lock = _WRITERS.get(engine)
-        if lock is None:
-            lock = _WRITERS[engine] = threading.Lock()
-    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        writer = _WRITERS.get(engine)
+        if writer is None:
+            writer = _WRITERS[engine] = _Writer(engine)
+    if not writer.acquire(time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000):
         raise OperationalError(
             "BEGIN IMMEDIATE",
             None,
             sqlite3.OperationalError(
-                f"database is locked: another writer of this process held it for "
-                f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s"
+                f"database is locked: another writer held it for {SQLITE_BUSY_TIMEOUT_MS // 1000} s"
             ),
         )
     try:
         yield
     finally:
-        lock.release()
+        writer.release()
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
@@ -340,6 +342,25 @@ def test_sqlite_writers_of_one_process_queue_and_give_up_after_the_busy_timeout(
         with sqlite_writer(engine):  # free again once the holder is done
             pass
     finally:
+        engine.dispose()
+
+
+def test_sqlite_writers_of_other_processes_queue_on_the_file_beside_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    other = os.open(tmp_path / "w.db-writer", os.O_RDWR | os.O_CREAT)  # as another process
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 100)
+        with pytest.raises(OperationalError, match="database is locked"), sqlite_writer(engine):
+            pass
+        fcntl.flock(other, fcntl.LOCK_UN)
+        with sqlite_writer(engine), pytest.raises(BlockingIOError):  # held in the block
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and free after it
+    finally:
+        os.close(other)
         engine.dispose()
 
 
