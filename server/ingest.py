@@ -42,7 +42,15 @@ from server.store.events import EventKey, EventRow, EventStore, Gap, write_trans
 from server.store.streams import SOURCE_MAX, StreamStore
 from server.store.tokens import Grant
 
-__all__ = ["BatchReport", "CaseKey", "EventResult", "Ingestor", "OnAccepted", "raw_pieces"]
+__all__ = [
+    "BatchReport",
+    "CaseKey",
+    "EventResult",
+    "Ingestor",
+    "OnAccepted",
+    "Processed",
+    "raw_pieces",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +137,30 @@ class BatchReport:
             f'"rejected":{self.count("rejected")}'
         )
         return f'{{"results":[{",".join(parts)}],{counts}}}'.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """A batch as answered: its events' counts, the cases that received new events, and
+    the response body (what an ingest worker process sends back, `server.ingestworkers`)."""
+
+    events: int
+    accepted: int
+    duplicate: int
+    rejected: int
+    cases: frozenset[CaseKey]
+    answer: bytes
+
+    @classmethod
+    def of(cls, report: BatchReport) -> Processed:
+        return cls(
+            len(report.statuses),
+            report.count("accepted"),
+            report.count("duplicate"),
+            report.count("rejected"),
+            report.cases,
+            report.to_bytes(),
+        )
 
 
 def raw_pieces(body: bytes, content_type: str | None, count: int) -> list[str]:
@@ -338,8 +370,9 @@ class Ingestor:
         before: set[EventKey] = set()
         gaps: list[Gap] = []
         if batch.rows or batch.kept or batch.seqs:
+            prepared = self.events.prepare(grant.agent, batch.rows)
             with write_transaction(self.engine) as connection:
-                before = self.events.add_rows_in(connection, grant.agent, batch.rows)
+                before = self.events.add_prepared_in(connection, prepared)
                 self.events.quarantine_in(connection, grant.agent, batch.kept)
                 if batch.seqs:
                     gaps = self.streams.observe_in(connection, grant.agent, batch.seqs)

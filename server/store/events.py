@@ -4,6 +4,8 @@
                                     (and queue its cases for projection, in that transaction)
     add_in(connection, agent, ...)  the same inside the caller's `write_transaction`
     add_rows_in(connection, ...)    the same for rows read straight from the wire (ingest)
+    prepare(agent, rows)            such rows made ready before the write lock is taken,
+    add_prepared_in(connection, p)  then stored
     events_of_case(dept, case_id)   a case's events, rebuilt from the stored wire JSON
     quarantine(agent, body, reason) keep a rejected event and why
     quarantine_many(agent, pairs)   keep a batch's rejected events, in one transaction
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -43,6 +45,7 @@ __all__ = [
     "EventStore",
     "Gap",
     "Outcome",
+    "Prepared",
     "Quarantined",
     "write_transaction",
 ]
@@ -126,6 +129,19 @@ def _sqlite_text(at: datetime) -> str:
     """An aware instant as `tables.UTCDateTime` stores it on SQLite: naive UTC text
     (`server.store.queue.sqlite_instant`, a third cheaper: ingest writes one per event)."""
     return at.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Rows from `agent` made ready to store (`EventStore.prepare`): `values` are what the
+    statement binds (SQLite: every row's values end to end; PostgreSQL: one list per
+    column), `cases` the rows' cases (SQLite)."""
+
+    agent: str
+    rows: Sequence[EventRow]
+    received_at: datetime
+    values: list[Any]
+    cases: set[tuple[str, str]]
 
 
 @contextmanager
@@ -226,42 +242,53 @@ class EventStore:
         is kept as given. The rest as `add_batch`: this is its single pass, for
         ingest, which reads its rows without making `CaseEvent`s.
         """
-        if not rows:
-            return set()
-        # Body order, so `id` keeps the order of arrival. Two servers inserting the same
-        # keys in different orders could deadlock on PostgreSQL; it aborts one of them,
-        # whose agent resends: an agent resends a batch in the order it sent it.
-        received_at = self.now()
-        if connection.dialect.name == "postgresql":
-            return self._insert_pg(connection, agent, rows, received_at)
-        return self._insert_sqlite(connection, agent, rows, received_at)
+        return self.add_prepared_in(connection, self.prepare(agent, rows))
 
-    @staticmethod
-    def _insert_sqlite(
-        connection: Connection, agent: str, rows: Sequence[EventRow], received_at: datetime
-    ) -> set[EventKey]:
+    def prepare(self, agent: str, rows: Sequence[EventRow]) -> Prepared:
+        """`rows` from `agent` as `add_prepared_in` stores them, stamped received now: the
+        work that need not wait for the write lock, done before it is taken."""
+        received_at = self.now()
+        if self.engine.dialect.name == "postgresql":
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            return Prepared(agent, rows, received_at, columns, set())
         received = _sqlite_text(received_at)
         values: list[object] = []
         for d, e, c, i, t, a, s, b in rows:
             values += (d, e, c, i, t, _sqlite_text(a), s, agent, received, b)
-        inserted = insert_values(connection, _INSERT_SQLITE, 10, values, _ON_CONFLICT_SQLITE)
+        return Prepared(agent, rows, received_at, values, {(r[0], r[2]) for r in rows})
+
+    def add_prepared_in(self, connection: Connection, prepared: Prepared) -> set[EventKey]:
+        """`add_rows_in` of rows already `prepare`d."""
+        if not prepared.rows:
+            return set()
+        # Body order, so `id` keeps the order of arrival. Two servers inserting the same
+        # keys in different orders could deadlock on PostgreSQL; it aborts one of them,
+        # whose agent resends: an agent resends a batch in the order it sent it.
+        if connection.dialect.name == "postgresql":
+            return self._insert_pg(connection, prepared)
+        return self._insert_sqlite(connection, prepared)
+
+    @staticmethod
+    def _insert_sqlite(connection: Connection, prepared: Prepared) -> set[EventKey]:
+        rows = prepared.rows
+        inserted = insert_values(
+            connection, _INSERT_SQLITE, 10, prepared.values, _ON_CONFLICT_SQLITE
+        )
         if inserted == len(rows):
             before: set[EventKey] = set()
-            cases = {(row[0], row[2]) for row in rows}
+            cases = prepared.cases
         else:
             stored = set(connection.exec_driver_sql(_LATEST_SQLITE, (inserted,)).tuples())
             before = {(row[0], row[1]) for row in rows} - stored
             cases = {(row[0], row[2]) for row in rows if (row[0], row[1]) in stored}
-        mark(connection, cases, received_at)
+        mark(connection, cases, prepared.received_at)
         return before
 
     @staticmethod
-    def _insert_pg(
-        connection: Connection, agent: str, rows: Sequence[EventRow], received_at: datetime
-    ) -> set[EventKey]:
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        result = connection.exec_driver_sql(_INSERT_PG, (*columns, agent, received_at, received_at))
-        return set(result.tuples())
+    def _insert_pg(connection: Connection, prepared: Prepared) -> set[EventKey]:
+        at = prepared.received_at
+        parameters = (*prepared.values, prepared.agent, at, at)
+        return set(connection.exec_driver_sql(_INSERT_PG, parameters).tuples())
 
     def events_of_case(self, department: str, case_id: str) -> list[CaseEvent]:
         """Every stored event of the case (department, case_id), in the order they arrived.
