@@ -147,7 +147,7 @@ def server_command() -> list[str]:
 
 @contextmanager
 def running_server(
-    folder: Path, database: str, projection: bool, where: str = "process"
+    folder: Path, database: str, projection: bool, where: str = "process", processes: int = 0
 ) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of a ready server on `database`: ``esup-server run`` when `projection`,
     else this script's ``--serve-without-projection`` (the same app, ``on_accepted=None``)."""
@@ -156,7 +156,8 @@ def running_server(
     config.write_text(
         f"database: {database}\nconfig_dir: {CONFIG}\n"
         f"listen: {{host: 127.0.0.1, port: {port}}}\nadvance_seconds: 3600\n"
-        + (f"projection: {where}\n" if where else ""),
+        + (f"projection: {where}\n" if where else "")
+        + f"ingest_processes: {processes}\n",
         encoding="utf-8",
     )
     if projection:
@@ -297,6 +298,7 @@ def ingest_over_http(
     where: str,
     name: str,
     agents: int,
+    processes: int,
 ) -> tuple[Run, int]:
     """One run on a fresh database with `agents` agents sending at once: (timing, rows in
     `events` afterwards)."""
@@ -307,7 +309,7 @@ def ingest_over_http(
             codes = [code for code, _ in reference_city()[1]]
             store = TokenStore(engine)
             tokens = [store.create(f"{AGENT}-{n + 1}", codes) for n in range(agents)]
-            with running_server(folder, url, projection, where) as (base, pid):
+            with running_server(folder, url, projection, where, processes) as (base, pid):
                 run = post_all(base, batches, tokens, pid, projection)
             with engine.connect() as connection:
                 rows = connection.execute(select(func.count()).select_from(tables.events))
@@ -397,6 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=4,
         help="agents sending at once, each its share of the batches in order (default 4)",
     )
+    parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the server's ingest_processes setting in every row (default 0: ingest in the "
+        "server process); with N > 0 a last row shows the same agents with 0",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--serve-without-projection", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -421,17 +431,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_s, base_rows = min(base_runs)
         http: list[tuple[str, Run, int]] = []
         many = f"{args.agents} agents at once" if args.agents > 1 else "one agent"
-        variants = [(True, "process", args.agents, f"esup over HTTP, {many}, projection process")]
+        workers = args.ingest_processes
+        many += f", {workers} ingest processes" if workers else ""
+        variants = [
+            (True, "process", args.agents, workers, f"esup over HTTP, {many}, projection process")
+        ]
         if args.agents > 1:
-            variants.append((True, "process", 1, "esup over HTTP, one agent, projection process"))
+            one = f"one agent, {workers} ingest processes" if workers else "one agent"
+            label = f"esup over HTTP, {one}, projection process"
+            variants.append((True, "process", 1, workers, label))
         if args.thread:
-            variants.append((True, "thread", args.agents, f"esup over HTTP, {many}, thread"))
+            label = f"esup over HTTP, {many}, thread"
+            variants.append((True, "thread", args.agents, workers, label))
         if args.without_projection:
-            variants.append((False, "", args.agents, f"esup over HTTP, {many}, no projection"))
-        for number, (projection, where, agents, label) in enumerate(variants):
+            label = f"esup over HTTP, {many}, no projection"
+            variants.append((False, "", args.agents, workers, label))
+        if workers:
+            label = f"esup over HTTP, {args.agents} agents, ingest in the server process"
+            variants.append((True, "process", args.agents, 0, label))
+        for number, (projection, where, agents, processes, label) in enumerate(variants):
             runs = [
                 ingest_over_http(
-                    kind, folder, batches, projection, where, f"http{number}{i}", agents
+                    kind,
+                    folder,
+                    batches,
+                    projection,
+                    where,
+                    f"http{number}{i}",
+                    agents,
+                    processes,
                 )
                 for i in range(args.repeat)
             ]
@@ -447,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    for (projection, _, _, _), (label, run, _) in zip(variants, http, strict=True):
+    for (projection, *_), (label, run, _) in zip(variants, http, strict=True):
         if projection and run.cases != n_cases:
             print(
                 f"{label}: {run.cases:,} cases projected, but the events name {n_cases:,}",
@@ -490,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{label}: client CPU {run.client_cpu:.2f} s, server process CPU {run.server_cpu:.2f} "
             f"s ({run.server_cpu / run.seconds:.0%} of a core) over {run.seconds:.2f} s"
         )
-    for (projection, _, _, _), (label, run, _) in zip(variants, http, strict=True):
+    for (projection, *_), (label, run, _) in zip(variants, http, strict=True):
         if projection:
             out.print(
                 f"{label}: all {run.cases:,} cases projected {run.catch_up:.2f} s after the "

@@ -3,11 +3,16 @@
     create_app(settings, engine=..., deployment=..., now=..., on_accepted=...) -> FastAPI
 
 Production builds it from the settings alone (`esup-server run`); tests hand
-in an engine on a temporary database, a configuration and a fixed clock.
+in an engine on a temporary database, a configuration and a fixed clock. With
+``ingest_processes`` set, the application starts its ingest workers when it
+starts serving (`server.ingestworkers`); they read the settings' database and
+config/, and the system clock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +33,7 @@ from server.api.catalog import catalog_router
 from server.api.figures import rates_router
 from server.api.scores import scores_router
 from server.ingest import Ingestor, OnAccepted
+from server.ingestworkers import IngestWorkers
 from server.liveconfig import Configuration, LiveConfig
 from server.metrics import (
     RequestMetrics,
@@ -125,10 +131,26 @@ def create_app(
     deployment = config().deployment
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers: IngestWorkers | None = None
         try:
+            if settings.ingest_processes:
+                # Started before serving: a worker that cannot start stops the server.
+                workers = await asyncio.to_thread(
+                    IngestWorkers,
+                    settings,
+                    config().fingerprint,
+                    processes=settings.ingest_processes,
+                    on_accepted=on_accepted,
+                )
+                app.state.ingest = dataclasses.replace(app.state.ingest, workers=workers)
+                started = workers
+                config.listen(lambda _old, new: started.reload(new.fingerprint))
             yield
         finally:
+            if workers is not None:
+                app.state.ingest = dataclasses.replace(app.state.ingest, workers=None)
+                await asyncio.to_thread(workers.close)
             if owned:
                 db.dispose()
 

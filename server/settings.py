@@ -109,6 +109,9 @@ class ServerSettings(_Model):
     alerts: AlertSettings = AlertSettings()
     #: Where the case projection runs: a process of its own (default) or a server thread.
     projection: Literal["process", "thread"] = "process"
+    #: Worker processes that check and store ingested batches (server.ingestworkers), so
+    #: that ingest uses more than one core; 0: in the server process itself.
+    ingest_processes: Annotated[int, Strict(), Field(ge=0, le=64)] = 0
 
 
 def load_settings(path: Path) -> ServerSettings:

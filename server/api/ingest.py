@@ -8,6 +8,8 @@ Errors about the request as a whole are answered with ``{"reason": "..."}``:
     413  a body over `max_body_bytes`, as sent or once decompressed
     415  a content encoding other than gzip
     400  a corrupt gzip stream, or a body that is neither a JSON array nor JSON Lines
+    503  the ingest worker process holding the batch died (`server.ingestworkers`):
+         the batch may or may not be stored; resending it is safe
 
 Otherwise 200 with one result per event (see `server.ingest.BatchReport`),
 sent only after the accepted events are committed.
@@ -26,10 +28,18 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from casework.errors import EventError
-from server.ingest import BatchReport, Ingestor
+from server.ingest import Ingestor, Processed
+from server.ingestworkers import IngestWorkers, WorkerLostError
 from server.store.tokens import Grant, TokenStore
 
-__all__ = ["BatchResponse", "IngestContext", "RefusedError", "gunzip", "router"]
+__all__ = [
+    "BatchResponse",
+    "IngestContext",
+    "RefusedError",
+    "gunzip",
+    "process_batch",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +48,13 @@ router = APIRouter()
 
 @dataclass(frozen=True, slots=True)
 class IngestContext:
-    """What the route needs, kept in ``app.state.ingest``."""
+    """What the route needs, kept in ``app.state.ingest``: batches go to `workers` when
+    there are any (`server.ingestworkers`), else to `ingestor` in a thread of this process."""
 
     tokens: TokenStore
     ingestor: Ingestor
     max_body_bytes: int
+    workers: IngestWorkers | None = None
 
 
 class RefusedError(Exception):
@@ -52,6 +64,9 @@ class RefusedError(Exception):
         self.status = status
         self.reason = reason
         super().__init__(reason)
+
+    def __reduce__(self) -> tuple[type[RefusedError], tuple[int, str]]:
+        return RefusedError, (self.status, self.reason)  # raised in an ingest worker
 
     def response(self) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
@@ -134,21 +149,25 @@ def _grant(tokens: TokenStore, authorization: str | None) -> Grant:
     return grant
 
 
-def _process(
-    context: IngestContext,
+def process_batch(
+    ingestor: Ingestor,
     grant: Grant,
     body: bytes,
     encoding: str,
     content_type: str | None,
-) -> tuple[BatchReport, bytes]:
-    """The batch checked and stored: its report, and the report as the response body."""
+    max_body_bytes: int,
+) -> Processed:
+    """The batch decompressed, checked and stored, and its answer written.
+
+    Raises `RefusedError` for a body refused as a whole (gzip, size, not a batch).
+    """
     if encoding == "gzip":
-        body = gunzip(body, context.max_body_bytes)
+        body = gunzip(body, max_body_bytes)
     try:
-        report = context.ingestor.ingest_body(grant, body, content_type)
+        report = ingestor.ingest_body(grant, body, content_type)
     except EventError as exc:
         raise RefusedError(400, exc.reason) from None
-    return report, report.to_bytes()
+    return Processed.of(report)
 
 
 @router.post(
@@ -181,18 +200,31 @@ async def post_events(
                 415, f"Content-Encoding {content_encoding!r} is not gzip or identity"
             )
         body = await _read_body(request, context.max_body_bytes)
-        report, answer = await run_in_threadpool(
-            _process, context, grant, body, encoding, content_type
-        )
+        if context.workers is not None:
+            done = await context.workers.process(grant, body, encoding, content_type)
+        else:
+            done = await run_in_threadpool(
+                process_batch,
+                context.ingestor,
+                grant,
+                body,
+                encoding,
+                content_type,
+                context.max_body_bytes,
+            )
     except RefusedError as problem:
         logger.info("ingest refused: status=%d reason=%s", problem.status, problem.reason)
         return problem.response()
+    except WorkerLostError as lost:
+        logger.error("ingest failed: agent=%s: %s", grant.agent, lost)
+        reason = f"{lost}; it may or may not be stored: send it again"
+        return JSONResponse({"reason": reason}, status_code=503, headers={"Retry-After": "1"})
     logger.info(
         "ingest: agent=%s events=%d accepted=%d duplicate=%d rejected=%d",
         grant.agent,
-        len(report.statuses),
-        report.count("accepted"),
-        report.count("duplicate"),
-        report.count("rejected"),
+        done.events,
+        done.accepted,
+        done.duplicate,
+        done.rejected,
     )
-    return Response(answer, media_type="application/json")
+    return Response(done.answer, media_type="application/json")

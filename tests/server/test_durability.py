@@ -1,6 +1,7 @@
 """A server killed with SIGKILL during ingest loses nothing it answered 2xx for,
 the restarted server projects every case whose events were answered, and
-resending every batch afterwards stores each event exactly once."""
+resending every batch afterwards stores each event exactly once; with ingest
+in worker processes too, which end on their own once the server is gone."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
+import pytest
 from serverprocess import ServerProcess, running_server, upgrade
 from sqlalchemy import func, select
 
@@ -61,8 +64,9 @@ def projected(database_url: str) -> set[str]:
         engine.dispose()
 
 
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "ingest-workers"])
 def test_sigkill_during_ingest_loses_nothing_answered_and_a_resend_adds_no_duplicate(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, processes: int
 ) -> None:
     seed = random.randrange(2**32)
     chance = random.Random(seed)
@@ -76,9 +80,12 @@ def test_sigkill_during_ingest_loses_nothing_answered_and_a_resend_adds_no_dupli
 
     answered: list[int] = []  # batches answered 2xx before the kill, in order
     unanswered: list[int] = []
-    server = ServerProcess(tmp_path, database_url, "first")
+    server = ServerProcess(tmp_path, database_url, "first", ingest_processes=processes)
     try:
         server.wait_ready()
+        # The projection, and the ingest workers with multiprocessing's resource tracker.
+        children = psutil.Process(server.pid).children()
+        assert len(children) == 1 + (processes + 1 if processes else 0), children
 
         def send() -> None:
             with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
@@ -104,6 +111,9 @@ def test_sigkill_during_ingest_loses_nothing_answered_and_a_resend_adds_no_dupli
         server.kill()
         sender.join(timeout=60)
         assert not sender.is_alive()
+        # Without the server, its processes end on their own: nothing left holding the database.
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, alive
     finally:
         server.close()
     assert unanswered, f"the kill came after the last batch (seed {seed})"
