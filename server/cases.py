@@ -73,7 +73,7 @@ from server.dailycounts import write as write_counts
 from server.schedules import TIMED, Step, due_step, evaluator, moment, plan
 from server.store import tables
 from server.store.bulk import Bulk, BulkUpdate
-from server.store.database import exclusive
+from server.store.database import exclusive, start_writing
 from server.storedevents import stored_event
 
 __all__ = ["INVALID", "SUPERSEDED", "CaseProjector", "Catalog", "Derived", "Key", "Recomputed"]
@@ -286,7 +286,7 @@ class CaseProjector:
         changed = 0
         seen: set[Key] = set()
         while True:
-            with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
+            with exclusive(self.engine, PROJECTION_LOCK_KEY, reads_first=True) as connection:
                 # Read under the lock: these rows are what the batch replaces.
                 stored: dict[Key, Row] = {}
                 derived: dict[Key, Derived] = {}
@@ -387,7 +387,7 @@ class CaseProjector:
         self, keys: Sequence[Key], now: datetime, *, log_closed: bool = False
     ) -> tuple[int, int]:
         """`_project`, also counting the changed cases that were stored as closed."""
-        with exclusive(self.engine, PROJECTION_LOCK_KEY) as connection:
+        with exclusive(self.engine, PROJECTION_LOCK_KEY, reads_first=True) as connection:
             stored = self._stored_cases(connection, keys)
             derived = self._derive(self._events(connection, keys), now)
             return self._write(connection, derived, now, stored, log_closed=log_closed)
@@ -403,6 +403,7 @@ class CaseProjector:
     ) -> tuple[int, int]:
         """Write the cases as `derived`, stored as `stored` (read under the lock); how many
         changed, and how many of those were stored closed."""
+        start_writing(connection)  # the derivation is done: SQLite's write lock from here
         closed = changed = 0
         rows: list[Row] = []
         timed: list[Row] = []  # only the columns time passing changes differ

@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,7 +26,14 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from server.errors import DatabaseURLError
 
-__all__ = ["DEFAULT_URL", "exclusive", "make_engine", "shown", "sqlite_writer"]
+__all__ = [
+    "DEFAULT_URL",
+    "exclusive",
+    "make_engine",
+    "shown",
+    "sqlite_writer",
+    "start_writing",
+]
 
 #: The embedded database, relative to the working directory.
 DEFAULT_URL: Final = "sqlite:///var/esup.db"
@@ -81,16 +88,16 @@ def make_engine(url: str | URL = DEFAULT_URL, **kwargs: Any) -> Engine:
     return engine
 
 
-class _Writer:
-    """The writer lock of one engine's SQLite database: a lock for this process's threads
-    and, for a database file, an advisory lock (``flock``) on the file beside it named
-    ``<database>-writer``, for the server's other processes."""
+class _ProcessesLock:
+    """A lock of one engine's SQLite database across the server's threads and processes:
+    a lock for this process's threads and, for a database file, an advisory lock
+    (``flock``) on the file beside it named ``<database>-<name>``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, name: str) -> None:
         self.threads = threading.Lock()
         file = engine.url.database or ""
         in_memory = not file or file == ":memory:" or file.startswith("file:")
-        self.path = None if in_memory else Path(f"{file}-writer")
+        self.path = None if in_memory else Path(f"{file}-{name}")
         self.fd: int | None = None
 
     def acquire(self, deadline: float) -> bool:
@@ -110,7 +117,7 @@ class _Writer:
                     if time.monotonic() >= deadline:
                         self.threads.release()
                         return False
-                    time.sleep(pause)  # short: the holder's transaction is a few ms
+                    time.sleep(pause)  # short: a holder's transaction is a few ms
                     pause = min(pause * 2, 0.002)
         except BaseException:
             self.threads.release()
@@ -126,12 +133,35 @@ class _Writer:
             os.close(self.fd)
 
 
-_WRITERS: weakref.WeakKeyDictionary[Engine, _Writer] = weakref.WeakKeyDictionary()
-_WRITERS_LOCK = threading.Lock()
+_LOCKS: weakref.WeakKeyDictionary[Engine, dict[str, _ProcessesLock]] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
 
 
 @contextmanager
-def sqlite_writer(engine: Engine) -> Iterator[None]:
+def _holding(engine: Engine, name: str, statement: str) -> Iterator[None]:
+    """Hold the `_ProcessesLock` `name` of `engine`'s database; after SQLite's busy timeout
+    raise `OperationalError` for `statement` as SQLite would ("database is locked")."""
+    with _LOCKS_LOCK:
+        locks = _LOCKS.setdefault(engine, {})
+        lock = locks.get(name)
+        if lock is None:
+            lock = locks[name] = _ProcessesLock(engine, name)
+    if not lock.acquire(time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise OperationalError(
+            statement,
+            None,
+            sqlite3.OperationalError(
+                f"database is locked: the {name} lock was held for "
+                f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s"
+            ),
+        )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def sqlite_writer(engine: Engine) -> AbstractContextManager[None]:
     """Hold the writer lock for the SQLite database of `engine`, to be taken before
     ``BEGIN IMMEDIATE``: SQLite has one writer, and a connection that finds it busy
     sleeps in steps of up to 100 ms before it looks again, so writers queue here
@@ -141,33 +171,27 @@ def sqlite_writer(engine: Engine) -> Iterator[None]:
     long as SQLite's busy timeout, then raises `OperationalError` as SQLite would
     ("database is locked"). A writer that does not take it still meets SQLite's own
     busy timeout."""
-    with _WRITERS_LOCK:
-        writer = _WRITERS.get(engine)
-        if writer is None:
-            writer = _WRITERS[engine] = _Writer(engine)
-    if not writer.acquire(time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000):
-        raise OperationalError(
-            "BEGIN IMMEDIATE",
-            None,
-            sqlite3.OperationalError(
-                f"database is locked: another writer held it for {SQLITE_BUSY_TIMEOUT_MS // 1000} s"
-            ),
-        )
-    try:
-        yield
-    finally:
-        writer.release()
+    return _holding(engine, "writer", "BEGIN IMMEDIATE")
+
+
+#: Where `exclusive(reads_first=True)` keeps, in `Connection.info`, what `start_writing` needs.
+_WRITES: Final = "esup.exclusive.writes"
 
 
 @contextmanager
-def exclusive(engine: Engine, key: int) -> Iterator[Connection]:
+def exclusive(engine: Engine, key: int, *, reads_first: bool = False) -> Iterator[Connection]:
     """A transaction that no other `exclusive(engine, key)` runs beside, on any process.
 
-    It reads and writes knowing nobody changes what it read before it commits.
-    PostgreSQL: the transaction-scoped advisory lock `key` (a signed 64-bit
-    integer), taken first. SQLite: ``BEGIN IMMEDIATE``, the database's single
-    write lock (taken before the first read, so the reads are current), whatever
-    `key`. Commits when the block ends, rolls back when it raises.
+    It reads and writes knowing no other holder of `key` changes what it read
+    before it commits. PostgreSQL: the transaction-scoped advisory lock `key` (a
+    signed 64-bit integer), taken first. SQLite: the lock ``lock-<key>`` of the
+    server's threads and processes (`sqlite_writer`'s kind), then ``BEGIN
+    IMMEDIATE``, the database's single write lock, before the first read. With
+    `reads_first`, on SQLite the write lock is taken only at `start_writing`
+    (the reads before it see the database as their first statement found it):
+    work between the reads and the writes does not hold up other writers (ingest),
+    and what only holders of `key` write cannot change meanwhile. Commits when
+    the block ends, rolls back when it raises.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
@@ -175,7 +199,30 @@ def exclusive(engine: Engine, key: int) -> Iterator[Connection]:
             yield connection
             connection.commit()
         return
-    with sqlite_writer(engine), engine.connect() as connection:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        yield connection
-        connection.commit()
+    with _holding(engine, f"lock-{key}", "BEGIN IMMEDIATE"), engine.connect() as connection:
+        if not reads_first:
+            with sqlite_writer(engine):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                yield connection
+                connection.commit()
+            return
+        with ExitStack() as writes:
+            connection.info[_WRITES] = (engine, writes)
+            try:
+                yield connection
+                connection.commit()
+            finally:
+                connection.info.pop(_WRITES, None)
+
+
+def start_writing(connection: Connection) -> None:
+    """From here on the holder of an `exclusive(reads_first=True)` block writes: on SQLite
+    its reads end and the database's write lock is taken (``BEGIN IMMEDIATE``). Nothing
+    to do anywhere else, nor when it writes already."""
+    pending = connection.info.pop(_WRITES, None)
+    if pending is None:
+        return
+    engine, writes = pending
+    connection.rollback()  # the reads' transaction: nothing was written in it
+    writes.enter_context(sqlite_writer(engine))
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

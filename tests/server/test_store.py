@@ -26,7 +26,7 @@ from server.errors import (
     UnknownAgentError,
 )
 from server.store import database, tables
-from server.store.database import make_engine, sqlite_writer
+from server.store.database import exclusive, make_engine, sqlite_writer, start_writing
 from server.store.events import EventStore
 from server.store.migrate import check_current, current_revision, head_revision, upgrade_engine
 from server.store.queue import ProjectionQueue
@@ -399,5 +399,55 @@ def test_sqlite_stores_a_batch_in_as_few_statements_as_its_bound_values_allow(
         assert store.count() == 15
         queued = {(d, c) for d, c, _ in ProjectionQueue(engine).take(100)}
         assert queued == {("fgw", f"C{i}") for i in range(15)}
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_exclusive_reading_first_holds_up_other_writers_only_once_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        upgrade_engine(engine)
+        store = EventStore(engine, now=fixed_now)
+        monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 200)
+        reading, wrote = threading.Event(), threading.Event()
+        go, finish = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+
+        def holder() -> None:
+            try:
+                with exclusive(engine, 7, reads_first=True) as connection:
+                    connection.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+                    reading.set()
+                    go.wait(10)
+                    start_writing(connection)
+                    connection.exec_driver_sql(
+                        "INSERT INTO server_state (key, value, updated_at)"
+                        " VALUES ('k', 'v', '2024-03-01 01:30:00.000000')"
+                    )
+                    wrote.set()
+                    finish.wait(10)
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        assert reading.wait(10)
+        # Reading: another writer (ingest) goes ahead; another holder of the key waits.
+        assert store.add_batch("agent-1", [event("e1")]) == ["accepted"]
+        with pytest.raises(OperationalError, match="lock-7"), exclusive(engine, 7):
+            pass
+        go.set()
+        assert wrote.wait(10)
+        # Writing: now it holds the database's write lock until it commits.
+        with pytest.raises(OperationalError, match="database is locked"):
+            store.add_batch("agent-1", [event("e2")])
+        finish.set()
+        thread.join(10)
+        assert not failures, failures
+        assert store.add_batch("agent-1", [event("e2")]) == ["accepted"]
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT value FROM server_state").scalar_one() == "v"
     finally:
         engine.dispose()
