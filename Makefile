@@ -35,8 +35,8 @@ bench: $(BIN)/.installed
 
 # The server's benchmarks, on SQLite and on the PostgreSQL at 127.0.0.1:5432.
 bench-server: $(BIN)/.installed
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/ingest.py --postgres
+	$(BIN)/python bench/ingest.py --ingest-processes 2
+	$(BIN)/python bench/ingest.py --postgres --ingest-processes 2
 	$(BIN)/python bench/figures.py
 	$(BIN)/python bench/figures.py --postgres
 	$(BIN)/python bench/advance.py
