@@ -181,10 +181,21 @@ class IngestWorkers:
         """Process one request body in a worker. Raises what the batch raised there
         (`server.api.ingest.RefusedError` for a body refused as a whole), or
         `WorkerLostError` when the worker died holding it."""
-        pool = self._pool
-        loop = asyncio.get_running_loop()
+        while True:
+            pool = self._pool
+            try:
+                future = pool.submit(_process, grant, body, encoding, content_type)
+            except BrokenProcessPool:  # a RuntimeError too: first
+                future = None
+            except RuntimeError:
+                if pool is not self._pool:  # shut down by a reload just now: to the new one
+                    continue
+                raise
+            break
         try:
-            done = await loop.run_in_executor(pool, _process, grant, body, encoding, content_type)
+            if future is None:
+                raise BrokenProcessPool
+            done = await asyncio.wrap_future(future)
         except BrokenProcessPool:
             await asyncio.to_thread(self._replace, pool)
             raise WorkerLostError("an ingest worker died holding the batch") from None

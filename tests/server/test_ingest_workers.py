@@ -179,7 +179,19 @@ def test_a_reload_starts_workers_that_read_config_anew(migrated: Engine, tmp_pat
         client.app.state.config.replace(load_config(config_dir))  # type: ignore[attr-defined]
         accepted = client.post("/api/v1/events", content=body, headers=auth).json()
         assert accepted["accepted"] == 1, accepted
-        assert client.app.state.ingest.workers.pids() != before  # type: ignore[attr-defined]
+        workers = client.app.state.ingest.workers  # type: ignore[attr-defined]
+        assert workers.pids() != before
+
+        # A request that took the old pool just before a reload shut it down goes to the new.
+        class ShutDown:
+            def submit(self, *_: Any) -> None:
+                workers._pool = new
+                raise RuntimeError("cannot schedule new futures after shutdown")
+
+        new, workers._pool = workers._pool, ShutDown()
+        again = client.post("/api/v1/events", content=body, headers=auth)
+        assert again.status_code == 200
+        assert again.json()["duplicate"] == 1
 
 
 def test_a_worker_that_dies_costs_one_request_a_503(migrated: Engine) -> None:
