@@ -544,8 +544,9 @@ class CaseProjector:
 
 def _stepped(stored: Row, step: Step, rest: str | None) -> Derived:
     """The case stored as `stored` once its schedule's `step` has begun."""
-    row = {c: stored[c] for c in COMPARED}
-    row.update(level=step.level, card=step.card, next_change_at=step.next_change_at, schedule=rest)
+    row = stored.copy()  # may hold more than COMPARED (the key): written or ignored alike
+    row["level"], row["card"], row["next_change_at"] = step.level, step.card, step.next_change_at
+    row["schedule"] = rest
     return row, step.cards
 
 
