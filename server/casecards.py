@@ -96,15 +96,21 @@ class CardWriter:
         query = select(
             k.department, k.case_id, k.level, k.reached_at, k.voided_at, k.void_reason
         ).where(self.among(k.department, k.case_id, list(derived)))
-        for department, case_id, level, reached_at, voided_at, reason in connection.execute(query):
+        # All rows at once: iterating fetches them one by one (psycopg: a call each).
+        for department, case_id, level, reached_at, voided_at, reason in connection.execute(
+            query
+        ).all():
             stored[department, case_id][level] = (reached_at, reason)
             if voided_at is None:
                 before[department, case_id][level] = reached_at
         after = {key: dict(cards) for key, cards in before.items()}
         new: list[Row] = []
         changes: list[Row] = []
+        nothing: dict[str, tuple[datetime, str | None]] = {}
         for (department, case_id), (_, cards) in derived.items():
-            have = stored.get((department, case_id), {})
+            have = stored.get((department, case_id), nothing)
+            if not cards and not have:
+                continue  # no card, none stored: nothing to do (most cases)
             for level in CARD_LEVELS:
                 reached = cards.get(level)
                 old = have.get(level)

@@ -45,6 +45,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Final, Protocol
 
 from sqlalchemy import (
@@ -104,6 +105,14 @@ COMPARED: Final = (*DERIVED, "schedule")
 #: The columns time passing changes (server.schedules), and the others.
 _TIMED: Final = (*TIMED, "schedule")
 _UNTIMED: Final = tuple(c for c in COMPARED if c not in _TIMED)
+#: The columns `advance()` reads of a due case, in order (then whether it is queued).
+_FETCHED: Final = ("department", "case_id", *COMPARED)
+
+# A row's columns as one tuple, picked in C: comparing two is one comparison of tuples.
+_compared = itemgetter(*COMPARED)
+_derived = itemgetter(*DERIVED)
+_untimed = itemgetter(*_UNTIMED)
+_counted = itemgetter(*COUNTED)
 
 Key = tuple[str, str]
 Row = dict[str, Any]
@@ -281,26 +290,27 @@ class CaseProjector:
             .select_from(tables.cases.outerjoin(tables.projection_queue, queued))
             .where(c.next_change_at <= now)
             .order_by(c.next_change_at)
-            .limit(self.batch_size)
+            # One row more than a batch: whether another batch is due, without asking again.
+            .limit(self.batch_size + 1)
         )
         changed = 0
         seen: set[Key] = set()
         while True:
             with exclusive(self.engine, PROJECTION_LOCK_KEY, reads_first=True) as connection:
                 # Read under the lock: these rows are what the batch replaces.
+                found = connection.execute(due).all()
                 stored: dict[Key, Row] = {}
                 derived: dict[Key, Derived] = {}
                 from_events: list[Key] = []
-                fetched = 0
-                for found in connection.execute(due).mappings():
-                    fetched += 1
-                    key = (found["department"], found["case_id"])
+                for fetched in found[: self.batch_size]:
+                    key = (fetched[0], fetched[1])
                     if key in seen:
                         continue
-                    row = stored[key] = dict(found)
+                    # Tuples zipped with the names (all but the last, queued): the result's
+                    # mappings cost more.
+                    row = stored[key] = dict(zip(_FETCHED, fetched, strict=False))
                     # A case with events waiting in the queue is derived from them.
-                    waiting = row.pop("queued")
-                    step = None if waiting else due_step(row["schedule"], now, config)
+                    step = None if fetched[-1] else due_step(row["schedule"], now, config)
                     if step is None:
                         from_events.append(key)
                     else:
@@ -311,7 +321,7 @@ class CaseProjector:
                 if from_events:
                     derived.update(self._derive(self._events(connection, from_events), now))
                 changed += self._write(connection, derived, now, stored)[0]
-            if fetched < self.batch_size:  # that was every case due
+            if len(found) <= self.batch_size:  # that was every case due
                 return changed
 
     def recompute(
@@ -409,14 +419,14 @@ class CaseProjector:
         timed: list[Row] = []  # only the columns time passing changes differ
         for key, (row, _) in derived.items():
             before = stored.get(key)
-            if before is not None and all(before[c] == row[c] for c in COMPARED):
+            if before is not None and _compared(before) == _compared(row):
                 continue
             written = {"department": key[0], "case_id": key[1], **row, "updated_at": now}
-            if before is not None and all(before[c] == row[c] for c in _UNTIMED):
+            if before is not None and _untimed(before) == _untimed(row):
                 timed.append(written)
             else:
                 rows.append(written)
-            if before is not None and all(before[c] == row[c] for c in DERIVED):
+            if before is not None and _derived(before) == _derived(row):
                 continue  # only the plan is new (another configuration): not a change
             changed += 1
             if before is not None and before["state"] == "closed":
@@ -432,7 +442,7 @@ class CaseProjector:
             before = stored.get(key)
             had = cards_before.get(key, {})
             has = cards_after.get(key, {})
-            if before is not None and all(before[c] == row[c] for c in COUNTED):
+            if before is not None and _counted(before) == _counted(row):
                 if had != has:  # time passing: only the cards' counts change
                     tally.change_cards(key[0], row, had, has)
                 continue
@@ -535,8 +545,9 @@ class CaseProjector:
 
 def _stepped(stored: Row, step: Step, rest: str | None) -> Derived:
     """The case stored as `stored` once its schedule's `step` has begun."""
-    row = {c: stored[c] for c in COMPARED}
-    row.update(level=step.level, card=step.card, next_change_at=step.next_change_at, schedule=rest)
+    row = stored.copy()  # may hold more than COMPARED (the key): written or ignored alike
+    row["level"], row["card"], row["next_change_at"] = step.level, step.card, step.next_change_at
+    row["schedule"] = rest
     return row, step.cards
 
 

@@ -38,6 +38,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 __all__ = ["Bulk", "BulkUpdate", "insert_values"]
 
+#: No value: what a typed column's memo in `Bulk.parameters` starts from.
+_UNSEEN: Final = object()
+
 
 class Bulk:
     """`statement` compiled for `dialect` (an engine's); `columns` names an INSERT's
@@ -61,30 +64,51 @@ class Bulk:
         if dialect.name == "postgresql" and isinstance(statement, Insert) and columns:
             self.recordset = _from_recordset(dialect, statement, columns, self.sql)
 
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """The rows as the driver takes them: tuples in bind order, or dicts by name."""
+    def parameters(
+        self, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+    ) -> list[Any]:
+        """The rows as the driver takes them: tuples in bind order, or dicts by name.
+
+        `keys`, when given, are what the rows hold the binds' values under, in the binds'
+        order (else their names)."""
         names = [name for name, _ in self.binds]
-        convert = [(i, p) for i, (_, p) in enumerate(self.binds) if p is not None]
         # itemgetter picks a row's values in C; only the few typed columns go through Python.
-        pick = itemgetter(*names)
+        pick = itemgetter(*(keys or names))
+        # Each typed column's last value and what it became: a value the rows share (one
+        # instant stamped on every row, a run of None) is converted once.
+        slots: list[list[Any]] = [
+            [i, p, _UNSEEN, None] for i, (_, p) in enumerate(self.binds) if p is not None
+        ]
         out: list[Any] = []
         for row in rows:
             values = pick(row)
             values = list(values) if len(names) > 1 else [values]
-            for i, process in convert:
-                values[i] = process(values[i])
+            for slot in slots:
+                i = slot[0]
+                value = values[i]
+                if value is slot[2]:
+                    values[i] = slot[3]
+                else:
+                    slot[2] = value
+                    values[i] = slot[3] = slot[1](value)
             out.append(tuple(values) if self.positional else dict(zip(names, values, strict=True)))
         return out
 
-    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement for every row, in the caller's transaction."""
+    def execute(
+        self,
+        connection: Connection,
+        rows: Sequence[Mapping[str, Any]],
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        """Run the statement for every row, in the caller's transaction; `keys` as for
+        `parameters`."""
         if not rows:
             return
         if self.recordset is not None:
-            names = [name for name, _ in self.binds]
+            names = keys or [name for name, _ in self.binds]
             connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
         else:
-            connection.exec_driver_sql(self.sql, self.parameters(rows))
+            connection.exec_driver_sql(self.sql, self.parameters(rows, keys))
 
 
 def _from_recordset(dialect: Dialect, statement: Insert, columns: Sequence[str], sql: str) -> str:
@@ -102,7 +126,17 @@ def _from_recordset(dialect: Dialect, statement: Insert, columns: Sequence[str],
 
 def _document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     """The `names` of every row as one JSON array of objects, for ``json_to_recordset``."""
-    return json.dumps([{n: row[n] for n in names} for row in rows], default=_json)
+    # A value the rows share (one instant stamped on every row) is encoded once; the
+    # values live as long as the call, so their ids do too.
+    encoded: dict[int, str] = {}
+
+    def default(value: object) -> str:
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = _json(value)
+        return text
+
+    return json.dumps([{n: row[n] for n in names} for row in rows], default=default)
 
 
 def _json(value: object) -> str:
@@ -149,7 +183,8 @@ class BulkUpdate:
         if self.recordset is not None:
             connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
         elif self.bulk is not None:
-            self.bulk.execute(connection, [{f"b_{n}": row[n] for n in names} for row in rows])
+            # The binds are named b_<column>: the rows' values are read under the columns'.
+            self.bulk.execute(connection, rows, [n[2:] for n, _ in self.bulk.binds])
 
 
 #: The most values one statement may bind when the driver cannot tell (SQLite's own

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, Engine, delete, select
 
+import server.cases
 from casework.calendar import WorkCalendar
 from casework.clock import Clock, Limits
 from casework.events import CaseEvent
@@ -181,6 +182,27 @@ def test_advance_reads_only_the_due_cases(migrated: Engine) -> None:
         else:
             assert (row["level"], row["updated_at"]) == ("warning", local("2018-10-22 08:00"))
     assert len(card_rows(migrated)) == 12
+
+
+def test_advance_takes_exactly_a_batch_of_due_cases_in_one_transaction(
+    migrated: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = FakeNow("2018-10-19 12:00")
+    catalog = FakeCatalog({ITEM: Limits(7, 10, 2)})
+    cases = CaseProjector(migrated, clock(), catalog, now=now, batch_size=12)
+    assert cases.refresh(store(migrated, [accepted(f"D{n:02}") for n in range(12)])) == 12
+    transactions = 0
+    exclusive = server.cases.exclusive
+
+    def counted(engine: Engine, key: int) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return exclusive(engine, key)
+
+    monkeypatch.setattr(server.cases, "exclusive", counted)
+    now.set("2018-10-22 08:00")
+    assert cases.advance() == 12
+    assert transactions == 1  # not a second one to find nothing more due
 
 
 # -- closed cases, late events, invalid cases --------------------------------------------
