@@ -194,10 +194,10 @@ def test_advance_takes_exactly_a_batch_of_due_cases_in_one_transaction(
     transactions = 0
     exclusive = server.cases.exclusive
 
-    def counted(engine: Engine, key: int) -> Any:
+    def counted(engine: Engine, key: int, **options: bool) -> Any:
         nonlocal transactions
         transactions += 1
-        return exclusive(engine, key)
+        return exclusive(engine, key, **options)
 
     monkeypatch.setattr(server.cases, "exclusive", counted)
     now.set("2018-10-22 08:00")
