@@ -70,6 +70,11 @@ _SET_CARD = (
 )
 
 
+#: The cards stored for a batch's cases (`CardWriter.read`): each case's by level with their
+#: instant and void reason, and its unvoided ones, level -> reached_at.
+StoredCards = tuple[dict[Key, dict[str, tuple[datetime, str | None]]], dict[Key, Cards]]
+
+
 class CardWriter:
     """Writes the cards of derived cases on `engine`; `among` selects rows by their keys."""
 
@@ -78,24 +83,17 @@ class CardWriter:
         self.insert = Bulk(engine.dialect, _insert_card(engine), CARD_COLUMNS)
         self.set = Bulk(engine.dialect, _SET_CARD)
 
-    def write(
-        self,
-        connection: Connection,
-        derived: dict[Key, Derived],
-        now: datetime,
-    ) -> tuple[dict[Key, Cards], dict[Key, Cards]]:
-        """Bring the batch's `cards` rows in line with the clock (see the module docstring).
-
-        Returns each case's unvoided cards before and after, level -> reached_at.
-        """
+    def read(self, connection: Connection, keys: Sequence[Key]) -> StoredCards:
+        """The cards stored for `keys`: every one by level with its instant and void reason,
+        and the unvoided ones, level -> reached_at (what `write` starts from)."""
         k = tables.cards.c
         stored: dict[Key, dict[str, tuple[datetime, str | None]]] = defaultdict(dict)
         before: dict[Key, Cards] = defaultdict(dict)
-        if not derived:
-            return {}, {}
+        if not keys:
+            return stored, before
         query = select(
             k.department, k.case_id, k.level, k.reached_at, k.voided_at, k.void_reason
-        ).where(self.among(k.department, k.case_id, list(derived)))
+        ).where(self.among(k.department, k.case_id, list(keys)))
         # All rows at once: iterating fetches them one by one (psycopg: a call each).
         for department, case_id, level, reached_at, voided_at, reason in connection.execute(
             query
@@ -103,6 +101,23 @@ class CardWriter:
             stored[department, case_id][level] = (reached_at, reason)
             if voided_at is None:
                 before[department, case_id][level] = reached_at
+        return stored, before
+
+    def write(
+        self,
+        connection: Connection,
+        derived: dict[Key, Derived],
+        now: datetime,
+        read: StoredCards | None = None,
+    ) -> tuple[dict[Key, Cards], dict[Key, Cards]]:
+        """Bring the batch's `cards` rows in line with the clock (see the module docstring),
+        from `read` (`read` of the batch's keys; read here when not given).
+
+        Returns each case's unvoided cards before and after, level -> reached_at.
+        """
+        if not derived:
+            return {}, {}
+        stored, before = self.read(connection, list(derived)) if read is None else read
         after = {key: dict(cards) for key, cards in before.items()}
         new: list[Row] = []
         changes: list[Row] = []

@@ -413,7 +413,6 @@ class CaseProjector:
     ) -> tuple[int, int]:
         """Write the cases as `derived`, stored as `stored` (read under the lock); how many
         changed, and how many of those were stored closed."""
-        start_writing(connection)  # the derivation is done: SQLite's write lock from here
         closed = changed = 0
         rows: list[Row] = []
         timed: list[Row] = []  # only the columns time passing changes differ
@@ -434,9 +433,11 @@ class CaseProjector:
                 if log_closed:
                     diff = {c: (before[c], row[c]) for c in DERIVED if before[c] != row[c]}
                     logger.info("recompute changed closed case %s/%s: %s", *key, diff)
+        cards = self._cards.read(connection, list(derived))
+        start_writing(connection)  # all is read and derived: SQLite's write lock from here
         self._upsert_case.execute(connection, rows)
         self._update_timed.execute(connection, timed)
-        cards_before, cards_after = self._cards.write(connection, derived, now)
+        cards_before, cards_after = self._cards.write(connection, derived, now, cards)
         tally = Tally(self.clock.tz)
         for key, (row, _) in derived.items():
             before = stored.get(key)

@@ -4,7 +4,7 @@
     Bulk.execute(connection, rows)     rows are dicts keyed by bind name
     BulkUpdate(dialect, table, keys, columns)
                                        the named columns of rows found by their keys
-    insert_values(connection, head, width, values, tail)
+    execute_values(connection, head, width, values, tail)
                                        SQLite: rows as multi-row ``VALUES`` statements
 
 SQLAlchemy's own executemany re-builds every row's parameters through its
@@ -18,8 +18,13 @@ RETURNING: what comes back is the driver's affair.
 On PostgreSQL an INSERT (with its ON CONFLICT clause) runs once for the whole
 batch instead: ``INSERT ... SELECT ... FROM json_to_recordset(rows)``, the rows
 sent as one JSON document, encoded in C here and read in C there, where
-``executemany`` costs a statement on the server for every row. One statement
-cannot upsert the same key twice, which none of the callers asks.
+``executemany`` costs a statement on the server for every row. On SQLite an
+INSERT whose only binds are a row's values, and `BulkUpdate`, run as multi-row
+``VALUES`` statements (`execute_values`): the driver's ``executemany`` gives
+Python's GIL up around every row, and beside a busy thread of the same process
+(the server's requests, beside its advancing job) getting it back costs up to
+5 ms a row, while the write lock is held. One statement cannot upsert the same
+key twice, which none of the callers asks.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from sqlalchemy import Connection, Dialect, Insert, Table, bindparam
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["Bulk", "BulkUpdate", "insert_values"]
+__all__ = ["Bulk", "BulkUpdate", "execute_values"]
 
 #: No value: what a typed column's memo in `Bulk.parameters` starts from.
 _UNSEEN: Final = object()
@@ -63,6 +68,20 @@ class Bulk:
         self.recordset: str | None = None
         if dialect.name == "postgresql" and isinstance(statement, Insert) and columns:
             self.recordset = _from_recordset(dialect, statement, columns, self.sql)
+        # SQLite: an INSERT whose only binds are its row's values goes as multi-row VALUES.
+        self.values: tuple[str, str] | None = None
+        head, found, rest = self.sql.partition(" VALUES (")
+        group, _, tail = rest.partition(")")
+        if (
+            dialect.name == "sqlite"
+            and isinstance(statement, Insert)
+            and self.positional
+            and found
+            and "(" not in group
+            and group.count("?") == len(names)
+            and "?" not in head + tail
+        ):
+            self.values = (head, tail.strip())
 
     def parameters(
         self, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
@@ -107,6 +126,10 @@ class Bulk:
         if self.recordset is not None:
             names = keys or [name for name, _ in self.binds]
             connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
+        elif self.values is not None:
+            head, tail = self.values
+            flat = [value for row in self.parameters(rows, keys) for value in row]
+            execute_values(connection, head, len(self.binds), flat, tail)
         else:
             connection.exec_driver_sql(self.sql, self.parameters(rows, keys))
 
@@ -151,8 +174,9 @@ def _json(value: object) -> str:
 
 
 class BulkUpdate:
-    """``UPDATE table SET columns WHERE keys`` for many rows (dicts by column name): an
-    executemany on SQLite, one ``UPDATE ... FROM json_to_recordset`` on PostgreSQL."""
+    """``UPDATE table SET columns WHERE keys`` for many rows (dicts by column name): one
+    ``UPDATE ... FROM (VALUES ...)`` on SQLite (an executemany before SQLite 3.33), one
+    ``UPDATE ... FROM json_to_recordset`` on PostgreSQL."""
 
     def __init__(
         self, dialect: Dialect, table: Table, keys: Sequence[str], columns: Sequence[str]
@@ -174,6 +198,17 @@ class BulkUpdate:
             for key in keys:
                 statement = statement.where(table.c[key] == bindparam(f"b_{key}"))
             self.recordset, self.bulk = None, Bulk(dialect, statement)
+            # ``UPDATE ... FROM (VALUES ...)`` (SQLite 3.33 and later): the binds' values,
+            # converted by `bulk`, as the rows of a VALUES list, columns then keys.
+            self.values: tuple[str, str] | None = None
+            order = [name[2:] for name, _ in self.bulk.binds]
+            if sqlite3.sqlite_version_info >= (3, 33) and sorted(order) == sorted(self.names):
+                quote = dialect.identifier_preparer.quote
+                name = quote(table.name)
+                at = {column: n for n, column in enumerate(order, start=1)}
+                sets = ", ".join(f"{quote(c)} = v.column{at[c]}" for c in columns)
+                where = " AND ".join(f"{name}.{quote(k)} = v.column{at[k]}" for k in keys)
+                self.values = (f"UPDATE {name} SET {sets} FROM (", f") AS v WHERE {where}")
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Update every row's record, in the caller's transaction."""
@@ -184,7 +219,13 @@ class BulkUpdate:
             connection.exec_driver_sql(self.recordset, {"rows": _document(rows, names)})
         elif self.bulk is not None:
             # The binds are named b_<column>: the rows' values are read under the columns'.
-            self.bulk.execute(connection, rows, [n[2:] for n, _ in self.bulk.binds])
+            keys = [n[2:] for n, _ in self.bulk.binds]
+            if self.values is None:
+                self.bulk.execute(connection, rows, keys)
+                return
+            head, tail = self.values
+            flat = [value for row in self.bulk.parameters(rows, keys) for value in row]
+            execute_values(connection, head, len(keys), flat, tail)
 
 
 #: The most values one statement may bind when the driver cannot tell (SQLite's own
@@ -198,7 +239,7 @@ def _values_sql(head: str, width: int, rows: int, tail: str) -> str:
     return f"{head} VALUES {', '.join([row] * rows)} {tail}".rstrip()
 
 
-def insert_values(
+def execute_values(
     connection: Connection, head: str, width: int, values: Sequence[Any], tail: str = ""
 ) -> int:
     """Run ``{head} VALUES (?, ...), (?, ...) {tail}`` on SQLite for rows of `width` values

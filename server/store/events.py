@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, func, select
 from casework.events import CaseEvent
 from casework.wire import dumps_line, parse_event
 from server.store import tables
-from server.store.bulk import insert_values
+from server.store.bulk import execute_values
 from server.store.database import sqlite_writer
 from server.store.queue import mark
 
@@ -271,7 +271,7 @@ class EventStore:
     @staticmethod
     def _insert_sqlite(connection: Connection, prepared: Prepared) -> set[EventKey]:
         rows = prepared.rows
-        inserted = insert_values(
+        inserted = execute_values(
             connection, _INSERT_SQLITE, 10, prepared.values, _ON_CONFLICT_SQLITE
         )
         if inserted == len(rows):

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, func, select
 
 from server.store import tables
-from server.store.bulk import insert_values
+from server.store.bulk import execute_values
 
 __all__ = ["Lag", "ProjectionQueue", "Taken", "mark", "sqlite_instant"]
 
@@ -83,7 +83,7 @@ def mark(connection: Connection, keys: Iterable[Key], now: datetime) -> None:
         values: list[object] = []
         for department, case_id in ordered:
             values += (department, case_id, 1, stamp)
-        insert_values(connection, _MARK_SQLITE, 4, values, _REMARK_SQLITE)
+        execute_values(connection, _MARK_SQLITE, 4, values, _REMARK_SQLITE)
 
 
 @dataclass(frozen=True, slots=True)

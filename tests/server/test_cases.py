@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import event as sqlalchemy_event
 
 import server.cases
 from casework.calendar import WorkCalendar
@@ -182,6 +183,30 @@ def test_advance_reads_only_the_due_cases(migrated: Engine) -> None:
         else:
             assert (row["level"], row["updated_at"]) == ("warning", local("2018-10-22 08:00"))
     assert len(card_rows(migrated)) == 12
+
+
+def test_writes_of_a_batch_are_a_statement_each_not_a_statement_a_row(migrated: Engine) -> None:
+    # On SQLite the driver's executemany gives Python's GIL up around every row, and beside
+    # a busy thread (the server's requests, beside the advancing job) each row then waits up
+    # to 5 ms for it, under the write lock: the writes go as multi-row statements instead.
+    now = FakeNow("2018-10-19 12:00")
+    cases = projector(migrated, now)
+    keys = store(migrated, [accepted(f"W{n:02}") for n in range(20)])
+    statements: list[tuple[str, bool]] = []
+
+    @sqlalchemy_event.listens_for(migrated, "before_cursor_execute")
+    def note(_conn: Any, _cursor: Any, sql: str, _params: Any, _ctx: Any, many: bool) -> None:
+        statements.append((sql.split(" (")[0].split(" SET")[0], many))
+
+    assert cases.refresh(keys) == 20  # 20 new rows
+    now.set("2018-10-22 08:00")
+    assert cases.advance() == 20  # 20 rows where only time passing changed something
+    assert len(card_rows(migrated)) == 20
+    written = [entry for entry in statements if not entry[0].startswith(("SELECT", "BEGIN"))]
+    assert not [sql for sql, many in written if many], written
+    assert [sql for sql, _ in written].count("INSERT INTO cases") == 1
+    assert [sql for sql, _ in written].count("UPDATE cases") == 1
+    assert [sql for sql, _ in written].count("INSERT INTO cards") == 1
 
 
 def test_advance_takes_exactly_a_batch_of_due_cases_in_one_transaction(
