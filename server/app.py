@@ -101,6 +101,21 @@ class RequestLog:
         await self.app(scope, receive, send_logged)
 
 
+def _reloading(workers: IngestWorkers) -> Callable[[Configuration, Configuration], None]:
+    """The listener that starts new ingest workers for a configuration put in service; when
+    they cannot start, the running ones go on with the configuration they read."""
+
+    def reload(_old: Configuration, new: Configuration) -> None:
+        try:
+            workers.reload(new.fingerprint)
+        except Exception:
+            logging.getLogger(__name__).exception(
+                "ingest: new workers did not start; the running ones keep their configuration"
+            )
+
+    return reload
+
+
 def create_app(
     settings: ServerSettings,
     *,
@@ -144,8 +159,7 @@ def create_app(
                     on_accepted=on_accepted,
                 )
                 app.state.ingest = dataclasses.replace(app.state.ingest, workers=workers)
-                started = workers
-                config.listen(lambda _old, new: started.reload(new.fingerprint))
+                config.listen(_reloading(workers))
             yield
         finally:
             if workers is not None:

@@ -193,6 +193,15 @@ def test_a_reload_starts_workers_that_read_config_anew(migrated: Engine, tmp_pat
         assert again.status_code == 200
         assert again.json()["duplicate"] == 1
 
+        # New workers that cannot start (config/ broken meanwhile): the running ones go on.
+        running = workers.pids()
+        (config_dir / "catalog.yaml").write_text("items: [{code: 1}]\n", encoding="utf-8")
+        client.app.state.config.replace(load_config(CONFIG))  # type: ignore[attr-defined]
+        assert workers.pids() == running
+        still = client.post("/api/v1/events", content=body, headers=auth)
+        assert still.status_code == 200
+        assert still.json()["results"][0]["status"] == "duplicate"
+
 
 def test_a_worker_that_dies_costs_one_request_a_503(migrated: Engine) -> None:
     token = TokenStore(migrated).create("agent-1", ["fgw"])
