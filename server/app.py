@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -101,17 +102,23 @@ class RequestLog:
         await self.app(scope, receive, send_logged)
 
 
-def _reloading(workers: IngestWorkers) -> Callable[[Configuration, Configuration], None]:
-    """The listener that starts new ingest workers for a configuration put in service; when
-    they cannot start, the running ones go on with the configuration they read."""
+def _reloading(
+    app: FastAPI, workers: IngestWorkers
+) -> Callable[[Configuration, Configuration], None]:
+    """The listener that starts new ingest workers for a configuration put in service. When
+    they cannot start, ingest goes on in the server process, with the new configuration,
+    rather than in workers that still check against the one before."""
 
     def reload(_old: Configuration, new: Configuration) -> None:
         try:
             workers.reload(new.fingerprint)
         except Exception:
             logging.getLogger(__name__).exception(
-                "ingest: new workers did not start; the running ones keep their configuration"
+                "ingest: new workers did not start for the new configuration; ingest goes on "
+                "in the server process (restart the server to use workers again)"
             )
+            app.state.ingest = dataclasses.replace(app.state.ingest, workers=None)
+            threading.Thread(target=workers.close, name="ingest-workers-close").start()
 
     return reload
 
@@ -159,7 +166,7 @@ def create_app(
                     on_accepted=on_accepted,
                 )
                 app.state.ingest = dataclasses.replace(app.state.ingest, workers=workers)
-                config.listen(_reloading(workers))
+                config.listen(_reloading(app, workers))
             yield
         finally:
             if workers is not None:

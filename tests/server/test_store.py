@@ -364,12 +364,13 @@ def test_sqlite_writers_of_other_processes_queue_on_the_file_beside_the_database
         engine.dispose()
 
 
-def test_sqlite_stores_a_batch_in_as_few_statements_as_its_bound_values_allow(
+def test_sqlite_stores_a_batch_in_few_statements_of_few_sizes(
     tmp_path: Path,
 ) -> None:
     # The driver's executemany gives Python's GIL up around every row while holding the write
-    # lock; a batch goes as multi-row statements instead, split where SQLite's limit on bound
-    # values says (lowered here to 45: four events, or eleven queued cases, a statement).
+    # lock; a batch goes as multi-row statements instead, of a power of two rows each (the
+    # driver keeps each statement it compiled) within SQLite's limit on bound values
+    # (lowered here to 45: four events, or eight queued cases, a statement).
     engine = make_engine(f"sqlite:///{tmp_path / 'limit.db'}")
     try:
         upgrade_engine(engine)
@@ -394,8 +395,10 @@ def test_sqlite_stores_a_batch_in_as_few_statements_as_its_bound_values_allow(
         batch = [event(f"e{i}", case_id=f"C{i}") for i in range(15)]
         expected = ["duplicate" if i in (2, 7) else "accepted" for i in range(15)]
         assert store.add_batch("agent-1", batch) == expected
-        # 15 events: 40 + 40 + 40 + 30 values; 13 new cases of 4 values: 44 + 8.
-        assert inserts == [(40, False)] * 3 + [(30, False), (44, False), (8, False)]
+        # Statements of a power of two rows, at most 4 events (40 values) or 8 cases (32):
+        # 15 events as 4 + 4 + 4 + 2 + 1 rows, 13 new cases as 8 + 4 + 1.
+        events = [(40, False)] * 3 + [(20, False), (10, False)]
+        assert inserts == [*events, (32, False), (16, False), (4, False)]
         assert store.count() == 15
         queued = {(d, c) for d, c, _ in ProjectionQueue(engine).take(100)}
         assert queued == {("fgw", f"C{i}") for i in range(15)}
