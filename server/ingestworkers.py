@@ -192,7 +192,7 @@ class IngestWorkers:
     ) -> Processed:
         """Process one request body in a worker. Raises what the batch raised there
         (`server.api.ingest.RefusedError` for a body refused as a whole), or
-        `WorkerLostError` when the worker died holding it."""
+        `WorkerLostError` when a worker died (the batch may or may not be stored)."""
         while True:
             pool = self._pool
             try:
@@ -209,8 +209,11 @@ class IngestWorkers:
                 raise BrokenProcessPool
             done = await asyncio.wrap_future(future)
         except BrokenProcessPool:
-            await asyncio.to_thread(self._replace, pool)
-            raise WorkerLostError("an ingest worker died holding the batch") from None
+            try:
+                await asyncio.to_thread(self._replace, pool)
+            except Exception:  # the next request tries again
+                logger.exception("ingest: the workers could not be started again")
+            raise WorkerLostError("an ingest worker process died") from None
         if done.cases and self.on_accepted is not None:
             try:
                 self.on_accepted(set(done.cases))
@@ -221,7 +224,7 @@ class IngestWorkers:
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """Start the workers again after `broken` lost one (once, whoever notices first)."""
         with self._lock:
-            if self._pool is not broken:
+            if self._pool is not broken or self._closed:
                 return
             logger.error("ingest: a worker process died; starting the workers again")
             self._pool = self._started(self._fingerprint)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
@@ -234,3 +235,34 @@ def test_a_worker_that_dies_costs_one_request_a_503(migrated: Engine) -> None:
         assert again.status_code == 200
         assert workers.pids() != [pid]
         assert again.json()["accepted"] + again.json()["duplicate"] == 2
+
+
+def test_workers_that_cannot_start_again_answer_503_until_they_can(
+    migrated: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = TokenStore(migrated).create("agent-1", ["fgw"])
+    auth = {"authorization": f"Bearer {token}"}
+    with client_of(migrated, 1) as (client, _):
+        workers = client.app.state.ingest.workers  # type: ignore[attr-defined]
+        (pid,) = workers.pids()
+        restart = workers._started
+
+        def cannot(_fingerprint: str) -> None:
+            raise RuntimeError("no worker can start")
+
+        monkeypatch.setattr(workers, "_started", cannot)
+        os.kill(pid, signal.SIGKILL)
+        statuses: list[int] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and statuses.count(503) < 2:
+            response = client.post("/api/v1/events", content=ndjson(event(1)), headers=auth)
+            statuses.append(response.status_code)
+            time.sleep(0.05)
+        assert statuses.count(503) == 2, statuses
+        assert 500 not in statuses, statuses
+        monkeypatch.setattr(workers, "_started", restart)
+        answers = [
+            client.post("/api/v1/events", content=ndjson(event(1)), headers=auth).status_code
+            for _ in range(2)
+        ]
+        assert answers[-1] == 200, answers
